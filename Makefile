@@ -1,0 +1,43 @@
+# Everything a fresh Debian machine needs is installed by these targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint install system-deps bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,fast,charts]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# NSD serves the test zones; dnsperf is the benchmark's reference. Installed when missing and root.
+system-deps:
+	@if ! command -v nsd >/dev/null 2>&1 || ! command -v dnsperf >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nsd dnsperf >/dev/null; \
+	  else \
+	    echo "nsd/dnsperf missing: run 'sudo apt-get install nsd dnsperf'" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
+	$(BIN)/ruff check mailauth_survey tests benchmarks
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check mailauth_survey tests benchmarks
+
+demo: install
+	$(BIN)/mailauth-survey demo --out results/demo
+
+bench: install system-deps
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,213 @@
+"""The stored DNS answers every verdict is computed from.
+
+The scanner collects; analysis reads. An :class:`Answer` is one query's outcome as the records
+table keeps it: the response code (or ``TIMEOUT``) and the answer section in presentation format,
+CNAME chain included. An :class:`AnswerSet` is what one domain's analysis may look at. Asking it
+for an answer it does not hold returns a ``MISSING`` answer and notes the need, so the analysis
+functions double as the collection plan: the collector runs them, fetches what they missed, and
+runs them again until nothing is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+# Response codes as stored (upper case, as SPEC.md asks). TIMEOUT: no usable reply after all
+# retries. ERROR: the query could not be made or every reply was junk. MISSING: never collected
+# (only seen inside analysis; never stored).
+NOERROR = "NOERROR"
+NXDOMAIN = "NXDOMAIN"
+SERVFAIL = "SERVFAIL"
+REFUSED = "REFUSED"
+TIMEOUT = "TIMEOUT"
+ERROR = "ERROR"
+MISSING = "MISSING"
+
+#: rcodes that say something definite about the name; everything else is a temporary failure
+#: that must never be read as "no record".
+DEFINITE = frozenset({NOERROR, NXDOMAIN})
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case, no trailing dot: the one spelling of a name used everywhere."""
+    return name.rstrip(".").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One query's outcome. ``records`` are full RRs: ``owner. TTL CLASS TYPE rdata``."""
+
+    qname: str
+    qtype: str
+    rcode: str
+    records: tuple[str, ...] = ()
+    ad: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The server answered definitely (NOERROR or NXDOMAIN)."""
+        return self.rcode in DEFINITE
+
+    @property
+    def failed(self) -> bool:
+        """A temporary failure (SERVFAIL, REFUSED, TIMEOUT, ERROR, MISSING, ...)."""
+        return self.rcode not in DEFINITE
+
+    @property
+    def nxdomain(self) -> bool:
+        return self.rcode == NXDOMAIN
+
+    def rdata(self, rtype: str | None = None) -> list[str]:
+        """Rdata texts of the records of ``rtype`` (default: the query type), in answer order.
+
+        Records of any owner count, so a CNAME chain's final RRset is returned.
+        """
+        want = (rtype or self.qtype).upper()
+        out = []
+        for rr in self.records:
+            parts = rr.split(None, 4)
+            if len(parts) == 5 and parts[3].upper() == want:
+                out.append(parts[4])
+        return out
+
+    @property
+    def nodata(self) -> bool:
+        """NOERROR with no record of the query type (the name exists, the type does not)."""
+        return self.rcode == NOERROR and not self.rdata()
+
+    def cname_target(self) -> str | None:
+        """The end of the CNAME chain in this answer, when the chain does not reach data."""
+        targets = self.rdata("CNAME")
+        if not targets or self.rdata():
+            return None
+        return normalize_name(targets[-1])
+
+    def txt(self) -> list[str]:
+        """Each TXT record's strings joined with no separator (RFC 7208 3.3), as text.
+
+        Bytes that are not UTF-8 become U+FFFD, so a record with them is visibly non-ASCII.
+        """
+        return [b"".join(s).decode("utf-8", "replace") for s in self.txt_strings()]
+
+    def txt_strings(self) -> list[tuple[bytes, ...]]:
+        """Each TXT record's character-strings as raw bytes, unjoined."""
+        return [parse_txt_rdata(r) for r in self.rdata("TXT")]
+
+
+class AnswerSet:
+    """The answers one domain's analysis may read, keyed by (qname, qtype).
+
+    ``get`` never raises: an answer that was not collected comes back as ``MISSING`` and its key
+    is added to :attr:`missing`, which is the collector's list of what to ask next.
+    """
+
+    __slots__ = ("_answers", "missing")
+
+    def __init__(self, answers: Iterable[Answer] = ()) -> None:
+        self._answers: dict[tuple[str, str], Answer] = {}
+        self.missing: set[tuple[str, str]] = set()
+        for a in answers:
+            self.add(a)
+
+    def add(self, answer: Answer) -> None:
+        self._answers[(normalize_name(answer.qname), answer.qtype.upper())] = answer
+
+    def get(self, qname: str, qtype: str) -> Answer:
+        key = (normalize_name(qname), qtype.upper())
+        found = self._answers.get(key)
+        if found is None:
+            self.missing.add(key)
+            return Answer(key[0], key[1], MISSING)
+        return found
+
+    def has(self, qname: str, qtype: str) -> bool:
+        return (normalize_name(qname), qtype.upper()) in self._answers
+
+    def __iter__(self) -> Iterator[Answer]:
+        return iter(self._answers.values())
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
+def parse_txt_rdata(text: str) -> tuple[bytes, ...]:
+    """Split TXT rdata in presentation format into its character-strings.
+
+    Handles quoted strings with ``\\"``, ``\\\\`` and ``\\DDD`` escapes and bare words. Never
+    raises: malformed input yields what could be read.
+    """
+    out: list[bytes] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t":
+            i += 1
+            continue
+        buf = bytearray()
+        quoted = c == '"'
+        if quoted:
+            i += 1
+        while i < n:
+            c = text[i]
+            if quoted and c == '"':
+                i += 1
+                break
+            if not quoted and c in " \t":
+                break
+            if c == "\\" and i + 1 < n:
+                nxt = text[i + 1 : i + 4]
+                if len(nxt) == 3 and nxt.isdigit():
+                    buf.append(min(int(nxt), 255))
+                    i += 4
+                    continue
+                buf += text[i + 1].encode("utf-8")
+                i += 2
+                continue
+            buf += c.encode("utf-8")
+            i += 1
+        out.append(bytes(buf))
+    return tuple(out)
+
+
+def format_txt_rdata(strings: Iterable[bytes]) -> str:
+    """The presentation form of TXT character-strings (the inverse of :func:`parse_txt_rdata`)."""
+    parts = []
+    for s in strings:
+        buf = []
+        for b in s:
+            if b == 0x22 or b == 0x5C:
+                buf.append("\\" + chr(b))
+            elif 0x20 <= b < 0x7F:
+                buf.append(chr(b))
+            else:
+                buf.append(f"\\{b:03d}")
+        parts.append('"' + "".join(buf) + '"')
+    return " ".join(parts)
+
+
+def domain_exists(domain: str, dns: AnswerSet) -> bool | None:
+    """Whether ``domain`` exists, from the apex queries every scan makes (MX, TXT, NS).
+
+    True when any answers NOERROR, False when they say NXDOMAIN (RFC 8020: then nothing below it
+    exists either, so analysis asks nothing more below it), None when none gave a definite answer
+    (a timeout or SERVFAIL is never read as non-existence).
+    """
+    answers = [dns.get(domain, t) for t in APEX_QTYPES]
+    if any(a.rcode == NOERROR for a in answers):
+        return True
+    if any(a.rcode == NXDOMAIN for a in answers):
+        return False
+    return None
+
+
+#: What every scan asks at the apex before anything else.
+APEX_QTYPES = ("MX", "TXT", "NS")
+
+
+def valid_qname(name: str) -> bool:
+    """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII."""
+    name = name.rstrip(".")
+    if not name or len(name) > 253 or not name.isascii():
+        return False
+    return all(0 < len(label) <= 63 for label in name.split("."))

@@ -1,0 +1,199 @@
+"""Domain lists in, normalized names with their .jp registration category out.
+
+Lists are plain text (one name a line, ``#`` comments), CSV with a ``domain`` column, or Tranco
+style ``rank,domain`` files. Every name is stripped, lower-cased, stripped of its trailing dot and
+converted to A-labels (IDNA 2008 with UTS 46 mapping). A bad line never stops the read: it is
+reported with its file and line number and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.metadata
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+#: The fixed order of categories (reports and pandas Categoricals use it).
+CATEGORIES = (
+    "co", "or", "ne", "ac", "ad", "ed", "go", "gr", "lg",
+    "general", "prefecture", "geographic", "other",
+)  # fmt: skip
+
+ATTRIBUTE_TYPES = frozenset(CATEGORIES[:9])
+
+PREFECTURES = frozenset(
+    """hokkaido aomori iwate miyagi akita yamagata fukushima ibaraki tochigi gunma saitama chiba
+    tokyo kanagawa niigata toyama ishikawa fukui yamanashi nagano gifu shizuoka aichi mie shiga
+    kyoto osaka hyogo nara wakayama tottori shimane okayama hiroshima yamaguchi tokushima kagawa
+    ehime kochi fukuoka saga nagasaki kumamoto oita miyazaki kagoshima okinawa""".split()
+)
+# The 47 prefectures' Japanese names, which the PSL also lists as suffixes under jp.
+PREFECTURES_JA = frozenset(
+    """北海道 青森 岩手 宮城 秋田 山形 福島 茨城 栃木 群馬 埼玉 千葉 東京 神奈川 新潟 富山 石川 福井
+    山梨 長野 岐阜 静岡 愛知 三重 滋賀 京都 大阪 兵庫 奈良 和歌山 鳥取 島根 岡山 広島 山口 徳島 香川
+    愛媛 高知 福岡 佐賀 長崎 熊本 大分 宮崎 鹿児島 沖縄""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def psl() -> PublicSuffixList:
+    """The ICANN section of the bundled Public Suffix List (private entries are not registries)."""
+    return PublicSuffixList(only_icann=True)
+
+
+def psl_version() -> str:
+    """Version of the bundled list (the package version carries the list's date)."""
+    return "publicsuffixlist " + importlib.metadata.version("publicsuffixlist")
+
+
+@lru_cache(maxsize=65536)
+def public_suffix(name: str) -> str | None:
+    return psl().publicsuffix(name)
+
+
+@lru_cache(maxsize=65536)
+def registrable_domain(name: str) -> str | None:
+    """The organizational (registrable) domain by the PSL, or None for a public suffix itself."""
+    return psl().privatesuffix(name.rstrip(".").lower())
+
+
+def category(domain: str) -> str:
+    """The .jp registration type of an A-label domain, from its public suffix (SPEC.md)."""
+    suffix = public_suffix(domain) or ""
+    labels = suffix.split(".")
+    if labels[-1] != "jp":
+        return "other"
+    if len(labels) == 1:
+        return "general"
+    if len(labels) == 2:
+        first = labels[0]
+        if first in ATTRIBUTE_TYPES:
+            return first
+        if first in PREFECTURES:
+            return "prefecture"
+        if first.startswith("xn--"):
+            try:
+                if idna.decode(first) in PREFECTURES_JA:
+                    return "prefecture"
+            except idna.IDNAError:
+                pass
+    return "geographic"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainName:
+    """A normalized name from a list."""
+
+    domain: str  # A-labels
+    unicode: str  # U-labels
+    category: str
+
+
+class BadName(ValueError):
+    """A line that is not a usable domain name; the message says why."""
+
+
+def normalize(raw: str) -> DomainName:
+    """Normalize one name (strip, lower-case, trailing dot, UTS 46 → A-labels)."""
+    name = raw.strip().strip("\ufeff").rstrip(".").strip()
+    if not name:
+        raise BadName("empty name")
+    if any(c.isspace() for c in name):
+        raise BadName(f"{raw.strip()!r} contains white space")
+    try:
+        alabel = idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise BadName(f"{raw.strip()!r} is not a valid domain name ({exc})") from None
+    if "." not in alabel:
+        raise BadName(f"{raw.strip()!r} has a single label; a domain under a TLD is expected")
+    if len(alabel) > 253:
+        raise BadName(f"{raw.strip()!r} is longer than 253 characters")
+    return DomainName(alabel, to_unicode(alabel), category(alabel))
+
+
+@lru_cache(maxsize=4096)
+def to_unicode(alabel: str) -> str:
+    """U-label form of an A-label name; the A-label itself where it does not decode."""
+    try:
+        return idna.decode(alabel)
+    except (idna.IDNAError, UnicodeError):
+        return alabel
+
+
+ErrorSink = Callable[[str], None]
+
+
+def _split_csv(line: str) -> list[str]:
+    return next(csv.reader(io.StringIO(line)), [])
+
+
+def read_list(path: str | Path, on_error: ErrorSink) -> Iterator[tuple[int, DomainName]]:
+    """Yield (line number, name) for every good line of one list; report every bad line.
+
+    The format is found from the first line that is not blank or a comment: a CSV header with a
+    ``domain`` column, ``rank,domain`` rows, or plain names.
+    """
+    column: int | None = None  # None: plain names
+    fmt: str | None = None
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if fmt is None:
+                fmt, column = _detect(text)
+                if fmt == "csv-header":
+                    continue
+            if column is not None:
+                fields = _split_csv(text)
+                if len(fields) <= column:
+                    on_error(f"{path}:{lineno}: expected a domain in column {column + 1}: {text!r}")
+                    continue
+                if fmt == "rank" and not fields[0].strip().isdigit():
+                    on_error(f"{path}:{lineno}: expected 'rank,domain': {text!r}")
+                    continue
+                candidate = fields[column]
+            else:
+                candidate = text.split("#", 1)[0]
+            try:
+                yield lineno, normalize(candidate)
+            except BadName as exc:
+                on_error(f"{path}:{lineno}: {exc}")
+
+
+def _detect(first: str) -> tuple[str, int | None]:
+    if "," not in first:
+        return "plain", None
+    fields = [f.strip().lower() for f in _split_csv(first)]
+    if "domain" in fields:
+        return "csv-header", fields.index("domain")
+    if len(fields) >= 2 and fields[0].isdigit():
+        return "rank", 1
+    return "csv-noheader", 0
+
+
+def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:
+    """Every good name of every list, in order, duplicates included (the scan drops them)."""
+    for path in paths:
+        for _lineno, name in read_list(path, on_error):
+            yield name
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def name_hash(domain: str) -> int:
+    """A stable 64-bit hash of a name: buckets (parts, shards) and the scan order come from it."""
+    return int.from_bytes(hashlib.blake2b(domain.encode(), digest_size=8).digest(), "big")
