@@ -116,7 +116,9 @@ def manifest_path(out: str | Path, label: str) -> Path:
     return snapshot_dirs(out, label)[0] / "_manifest.json"
 
 
-def write_part(directory: Path, name: str, rows: list[Mapping[str, Any]], schema: pa.Schema) -> Path:
+def write_part(
+    directory: Path, name: str, rows: list[Mapping[str, Any]], schema: pa.Schema
+) -> Path:
     """Write rows as one Parquet part atomically (temporary file, fsync, rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
@@ -140,7 +142,9 @@ def write_manifest(out: str | Path, label: str, manifest: Mapping[str, Any]) -> 
     path = manifest_path(out, label)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
     return path
 
@@ -150,7 +154,11 @@ def list_snapshots(out: str | Path) -> list[str]:
     base = Path(out) / "domains"
     if not base.is_dir():
         return []
-    return sorted(p.name.split("=", 1)[1] for p in base.iterdir() if p.is_dir() and p.name.startswith("snapshot="))
+    return sorted(
+        p.name.split("=", 1)[1]
+        for p in base.iterdir()
+        if p.is_dir() and p.name.startswith("snapshot=")
+    )
 
 
 def existing_parts(directory: Path) -> set[str]:

@@ -1,0 +1,185 @@
+"""One domain's row of the domains table, as a pure function of its stored answers.
+
+``analyze_domain`` is what both the scan and ``reanalyze`` call, so a snapshot rebuilt from its
+records table equals the one the scan wrote. Each policy module (spf, dmarc, dkim, mta_sts,
+tlsrpt, bimi) contributes its own columns and asks the AnswerSet for what it needs; whatever it
+asks and does not find is the collector's next round of queries.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from . import bimi, dkim, dmarc, mta_sts, spf, store, tlsrpt
+from .answers import (
+    APEX_QTYPES,
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    TIMEOUT,
+    Answer,
+    AnswerSet,
+    domain_exists,
+    normalize_name,
+)
+from .domains import category, registrable_domain, to_unicode
+
+DOMAIN_COLUMNS = store.DOMAIN_COLUMNS
+
+#: RFC 7208 4.6.4 caps an ``mx`` mechanism at 10 exchanges; the survey follows as many.
+MAX_MX_HOSTS = 10
+
+_STATUS_OF_RCODE = {SERVFAIL: "servfail", REFUSED: "refused", TIMEOUT: "timeout"}
+
+POLICY_MODULES = (spf, dmarc, dkim, mta_sts, tlsrpt, bimi)
+
+
+def domain_status(domain: str, dns: AnswerSet) -> str:
+    """``ok`` when the name exists, ``nxdomain`` when it does not, else the apex failure.
+
+    The failure is that of the MX query (then TXT, NS): a timeout stays a timeout.
+    """
+    exists = domain_exists(domain, dns)
+    if exists is True:
+        return "ok"
+    if exists is False:
+        return "nxdomain"
+    for qtype in APEX_QTYPES:
+        rcode = dns.get(domain, qtype).rcode
+        if rcode in _STATUS_OF_RCODE:
+            return _STATUS_OF_RCODE[rcode]
+    return "error"
+
+
+def parse_mx(rdatas: list[str]) -> tuple[list[str], bool]:
+    """(exchanges by preference then name, null MX seen) from MX rdata texts.
+
+    RFC 7505 3: the null MX is the exchange "." (the root); it is reported apart and never listed
+    as an exchange. Unparsable rdata is skipped.
+    """
+    hosts: list[tuple[int, str]] = []
+    null = False
+    for text in rdatas:
+        parts = text.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            continue
+        exchange = normalize_name(parts[1])
+        if exchange == "":
+            null = True
+            continue
+        hosts.append((int(parts[0]), exchange))
+    hosts.sort()
+    ordered: list[str] = []
+    for _pref, host in hosts:
+        if host not in ordered:
+            ordered.append(host)
+    return ordered, null
+
+
+def mx_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
+    answer = dns.get(domain, "MX")
+    cols: dict[str, Any] = {
+        "mx_status": answer.rcode if answer.rcode != "MISSING" else None,
+        "mx_hosts": None,
+        "mx_null": None,
+        "has_mx": None,
+        "mx_provider": None,
+    }
+    if answer.rcode == NXDOMAIN:
+        cols.update(mx_hosts=[], mx_null=False, has_mx=False)
+    elif answer.rcode == NOERROR:
+        hosts, null = parse_mx(answer.rdata("MX"))
+        cols.update(mx_hosts=hosts, mx_null=null, has_mx=bool(hosts))
+        if hosts:
+            cols["mx_provider"] = registrable_domain(hosts[0]) or hosts[0]
+        # The exchanges' addresses: stored for transport-security analysis (DANE, STARTTLS).
+        for host in hosts[:MAX_MX_HOSTS]:
+            dns.get(host, "A")
+            dns.get(host, "AAAA")
+    return cols
+
+
+def ns_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
+    answer = dns.get(domain, "NS")
+    if answer.rcode == NXDOMAIN:
+        return {"ns_hosts": [], "dns_provider": None}
+    if answer.rcode != NOERROR:
+        return {"ns_hosts": None, "dns_provider": None}
+    hosts = sorted({normalize_name(r) for r in answer.rdata("NS")} - {""})
+    return {"ns_hosts": hosts, "dns_provider": dns_provider(hosts)}
+
+
+def dns_provider(ns_hosts: list[str]) -> str | None:
+    """The most common registrable domain of the name servers; ties go to the first by name."""
+    counts = Counter(registrable_domain(h) or h for h in ns_hosts)
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+def analyze_domain(
+    domain: str, dns: AnswerSet, scanned_at: datetime | None = None
+) -> dict[str, Any]:
+    """The full domains-table row of ``domain`` from ``dns``; ``dns.missing`` says what to fetch.
+
+    The apex answers come first: until they are in, nothing else is asked, so a name that does
+    not exist costs three queries (RFC 8020: nothing exists below an NXDOMAIN).
+    """
+    row: dict[str, Any] = dict.fromkeys(DOMAIN_COLUMNS)
+    row.update(domain=domain, domain_unicode=to_unicode(domain), category=category(domain))
+    row["scanned_at"] = scanned_at
+    for qtype in APEX_QTYPES:
+        dns.get(domain, qtype)
+    if dns.missing:
+        return row
+    row["status"] = domain_status(domain, dns)
+    row.update(mx_columns(domain, dns))
+    row.update(ns_columns(domain, dns))
+    for module in POLICY_MODULES:
+        row.update(module.analyze(domain, dns))
+    return row
+
+
+def answers_by_domain(
+    batch_rows: list[dict[str, Any]],
+) -> dict[str, tuple[AnswerSet, datetime | None]]:
+    """Rebuild each domain's AnswerSet (and its scan time) from records-table rows."""
+    grouped: dict[str, tuple[AnswerSet, datetime | None]] = {}
+    for r in batch_rows:
+        dns, latest = grouped.get(r["domain"], (None, None))
+        if dns is None:
+            dns = AnswerSet()
+        dns.add(
+            Answer(r["qname"], r["qtype"], r["rcode"], tuple(r["answers"] or ()), bool(r["ad"]))
+        )
+        when = r["queried_at"]
+        grouped[r["domain"]] = (dns, when if latest is None or (when and when > latest) else latest)
+    return grouped
+
+
+def reanalyze(out: str | Path, label: str) -> int:
+    """Rebuild the domains table of snapshot ``label`` from its records, with no network.
+
+    Each records part becomes the domains part of the same name (written atomically). Returns
+    the number of domains written.
+    """
+    ddir, rdir = store.snapshot_dirs(out, label)
+    parts = sorted(rdir.glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"snapshot {label} has no records in {rdir}")
+    total = 0
+    for part in parts:
+        grouped = answers_by_domain(pq.read_table(part).to_pylist())
+        rows = []
+        for domain in sorted(grouped):
+            dns, when = grouped[domain]
+            rows.append(analyze_domain(domain, dns, when))
+        store.write_part(ddir, part.name, rows, store.DOMAINS_SCHEMA)
+        total += len(rows)
+    return total

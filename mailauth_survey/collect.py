@@ -1,0 +1,388 @@
+"""Collection: domain lists → per-domain query plans → stored answers → snapshot parts.
+
+The per-domain plan is the analysis itself (see :mod:`mailauth_survey.analysis`): each round runs
+the analysis over the answers gathered so far and fetches what it asked for and did not find,
+until it asks for nothing more. Every answer read goes to the records table, so the domains
+table can be rebuilt from it with no network (``reanalyze``).
+
+Streaming: the lists are spooled into hash buckets on disk (which also drops duplicates and
+shuffles the order, so no provider's name servers get a burst); buckets are scanned one after
+the other and each becomes one Parquet part of each table, written atomically. Memory stays at a
+few buckets whatever the list length, and a re-run skips the buckets already written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from . import __version__, store
+from .analysis import analyze_domain
+from .answers import AnswerSet
+from .domains import name_hash, psl_version, read_list, sha256_file
+from .resolver import Fleet, Lookup, NoResolverAnswering
+
+#: Bounds on what one domain's zone can make the scanner do (hostile zones).
+MAX_ROUNDS = 30
+MAX_QUERIES_PER_DOMAIN = 200
+#: About this many input bytes per bucket (~6,000 names): one Parquet part each.
+BUCKET_BYTES = 100_000
+MAX_BUCKETS = 4096
+
+
+class ScanError(RuntimeError):
+    """A fatal problem, reported in one line (unreadable list, finished snapshot, ...)."""
+
+
+@dataclass
+class ScanOptions:
+    resolvers: list[str] = field(default_factory=list)
+    qps: float = 2000
+    concurrency: int = 256
+    timeout: float = 2.5
+    retries: int = 2
+    payload: int = 1232
+
+
+@dataclass
+class Progress:
+    """Running counters, handed to the progress callback."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0  # already in the snapshot (resumed)
+    by_status: Counter = field(default_factory=Counter)
+    bad_lines: int = 0
+    queries: int = 0
+
+
+def _is_under(name: str, domain: str) -> bool:
+    return name == domain or name.endswith("." + domain)
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(round(epoch, 6), UTC)
+
+
+def record_row(domain: str, lk: Lookup) -> dict[str, Any]:
+    a = lk.answer
+    return {
+        "domain": domain,
+        "qname": a.qname,
+        "qtype": a.qtype,
+        "rcode": a.rcode,
+        "answers": list(a.records),
+        "ad": a.ad,
+        "rtt_ms": round(lk.rtt_ms, 3),
+        "attempts": lk.attempts,
+        "resolver": lk.resolver,
+        "transport": lk.transport,
+        "queried_at": _ts(lk.when),
+    }
+
+
+async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Collect what the analysis of ``domain`` needs; return its row and its records."""
+    dns = AnswerSet()
+    records: list[dict[str, Any]] = []
+    for _round in range(MAX_ROUNDS):
+        row = analyze_domain(domain, dns)
+        if not dns.missing:
+            break
+        budget = MAX_QUERIES_PER_DOMAIN - len(records)
+        if budget <= 0:
+            break
+        need = sorted(dns.missing)[:budget]
+        dns.missing.clear()
+        lookups = await asyncio.gather(
+            *(fleet.resolve(q, t, shared=not _is_under(q, domain)) for q, t in need)
+        )
+        for lk in lookups:
+            dns.add(lk.answer)
+            records.append(record_row(domain, lk))
+    else:
+        row = analyze_domain(domain, dns)
+    row["scanned_at"] = max((r["queried_at"] for r in records), default=None)
+    return row, records
+
+
+async def scan_domains(domains: Iterable[str], fleet: Fleet) -> list[tuple[dict, list[dict]]]:
+    """Scan a handful of domains (a notebook helper; the CLI streams with :func:`scan`)."""
+    return list(await asyncio.gather(*(scan_domain(d, fleet) for d in domains)))
+
+
+# --- spooling ---------------------------------------------------------------------------
+
+
+def bucket_count(paths: list[Path]) -> int:
+    size = sum(p.stat().st_size for p in paths)
+    return max(1, min(MAX_BUCKETS, math.ceil(size / BUCKET_BYTES)))
+
+
+def spool(
+    paths: list[Path], work: Path, buckets: int, on_error: Callable[[str], None]
+) -> tuple[int, int]:
+    """Write each good name to its hash bucket file; return (names read, bad lines)."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = [open(work / f"bucket-{i:05d}.txt", "w", encoding="ascii") for i in range(buckets)]
+    bad = 0
+
+    def count_bad(msg: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_error(msg)
+
+    read = 0
+    try:
+        for path in paths:
+            for _lineno, name in read_list(path, count_bad):
+                files[name_hash(name.domain) % buckets].write(name.domain + "\n")
+                read += 1
+    finally:
+        for f in files:
+            f.close()
+    return read, bad
+
+
+def bucket_domains(work: Path, bucket: int) -> list[str]:
+    """A bucket's names, duplicates dropped, in hash order (a stable shuffle)."""
+    names = set((work / f"bucket-{bucket:05d}.txt").read_text(encoding="ascii").split())
+    return sorted(names, key=name_hash)
+
+
+# --- the scan -----------------------------------------------------------------------------
+
+
+def default_label() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def part_name(bucket: int) -> str:
+    return f"part-{bucket:05d}.parquet"
+
+
+def _event_loop_runner() -> asyncio.Runner:
+    try:
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        return asyncio.Runner()
+
+
+def scan(
+    lists: Iterable[str | Path],
+    out: str | Path,
+    *,
+    snapshot: str | None = None,
+    options: ScanOptions | None = None,
+    force: bool = False,
+    on_error: Callable[[str], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Scan every domain of ``lists`` into snapshot ``snapshot`` under ``out``; return the manifest.
+
+    Re-running the same call after an interruption continues where it stopped.
+    """
+    options = options or ScanOptions()
+    on_error = on_error or (lambda msg: print(msg, file=sys.stderr))
+    label = store.check_label(snapshot or default_label())
+    paths = [Path(p) for p in lists]
+    for p in paths:
+        if not p.is_file():
+            raise ScanError(f"cannot read domain list {p}: no such file")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{label}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ScanError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+
+    inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
+    ddir, rdir = store.snapshot_dirs(out, label)
+    previous = store.read_manifest(out, label)
+    if previous is not None and previous.get("complete") and not force:
+        raise ScanError(
+            f"snapshot {label} in {out} is complete; use --force to scan it again or another --snapshot"
+        )
+    if previous is not None and (
+        force and previous.get("complete") or previous.get("inputs") != inputs
+    ):
+        if not force:
+            raise ScanError(
+                f"snapshot {label} in {out} was started with other lists; use --force to start over"
+            )
+        previous = None
+        shutil.rmtree(ddir, ignore_errors=True)
+        shutil.rmtree(rdir, ignore_errors=True)
+    buckets = previous["buckets"] if previous else bucket_count(paths)
+    started = (
+        previous["started_at"] if previous else datetime.now(UTC).isoformat(timespec="seconds")
+    )
+
+    fleet_names = options.resolvers or []
+    manifest: dict[str, Any] = {
+        "schema_version": store.SCHEMA_VERSION,
+        "package": "mailauth-survey",
+        "package_version": __version__,
+        "snapshot": label,
+        "complete": False,
+        "started_at": started,
+        "finished_at": None,
+        "inputs": inputs,
+        "public_suffix_list": psl_version(),
+        "options": asdict(options),
+        "buckets": buckets,
+    }
+    work = out / ".work" / label
+    progress = Progress()
+    try:
+        _read, progress.bad_lines = spool(paths, work, buckets, on_error)
+        done_parts = store.existing_parts(ddir)
+        todo = [b for b in range(buckets) if part_name(b) not in done_parts]
+        progress.total = sum(len(bucket_domains(work, b)) for b in range(buckets))
+        for b in range(buckets):
+            if part_name(b) in done_parts:
+                progress.skipped += pq.ParquetFile(ddir / part_name(b)).metadata.num_rows
+        progress.done = progress.skipped
+        fleet_holder: dict[str, Fleet] = {}
+
+        async def run() -> None:
+            fleet = Fleet(
+                fleet_names or None,
+                timeout=options.timeout,
+                retries=options.retries,
+                qps=options.qps,
+                concurrency=options.concurrency,
+                payload=options.payload,
+            )
+            fleet_holder["fleet"] = fleet
+            manifest["resolvers"] = fleet.names
+            store.write_manifest(out, label, manifest)
+            try:
+                await _scan_buckets(todo, work, fleet, ddir, rdir, progress, options, on_progress)
+            finally:
+                fleet.close()
+
+        with _event_loop_runner() as runner:
+            runner.run(run())
+        stats = fleet_holder["fleet"].stats
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (out / ".work").rmdir()
+
+    counts = Counter()
+    for part in sorted(ddir.glob("part-*.parquet")):
+        counts.update(pq.read_table(part, columns=["status"]).column("status").to_pylist())
+    manifest.update(
+        complete=True,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        domains=sum(counts.values()),
+        status_counts=dict(sorted(counts.items())),
+        bad_lines=progress.bad_lines,
+        queries=asdict(stats),
+    )
+    store.write_manifest(out, label, manifest)
+    return manifest
+
+
+async def _scan_buckets(
+    todo: list[int],
+    work: Path,
+    fleet: Fleet,
+    ddir: Path,
+    rdir: Path,
+    progress: Progress,
+    options: ScanOptions,
+    on_progress: Callable[[Progress], None] | None,
+) -> None:
+    """Workers pull domains bucket after bucket; a bucket's parts are written when it is whole."""
+    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=options.concurrency * 2)
+    pending: dict[int, int] = {}  # bucket → domains not yet finished
+    rows: dict[int, list[dict]] = {}
+    recs: dict[int, list[dict]] = {}
+    fatal: list[BaseException] = []
+
+    def feed_order() -> Iterator[tuple[int, list[str]]]:
+        for b in todo:
+            yield b, bucket_domains(work, b)
+
+    async def producer() -> None:
+        for b, names in feed_order():
+            if not names:
+                _write_bucket(b, [], [], ddir, rdir)
+                continue
+            pending[b] = len(names)
+            rows[b], recs[b] = [], []
+            for name in names:
+                await queue.put((b, name))
+        for _ in range(options.concurrency):
+            await queue.put(None)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            b, name = item
+            row, records = await scan_domain(name, fleet)
+            fleet.check_alive()
+            rows[b].append(row)
+            recs[b].extend(records)
+            progress.done += 1
+            progress.by_status[row["status"]] += 1
+            progress.queries = fleet.stats.queries
+            pending[b] -= 1
+            if pending[b] == 0:
+                _write_bucket(b, rows.pop(b), recs.pop(b), ddir, rdir)
+                del pending[b]
+            if on_progress is not None:
+                on_progress(progress)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(options.concurrency)]
+    prod = asyncio.create_task(producer())
+    try:
+        done, _ = await asyncio.wait([prod, *tasks], return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if t.exception() is not None:
+                fatal.append(t.exception())
+    finally:
+        for t in [prod, *tasks]:
+            t.cancel()
+        await asyncio.gather(prod, *tasks, return_exceptions=True)
+    if fatal:
+        exc = fatal[0]
+        if isinstance(exc, NoResolverAnswering):
+            raise ScanError(
+                f"{exc}; nothing was stored for the unfinished domains, run the same command again to resume"
+            )
+        raise exc
+
+
+def _write_bucket(b: int, rows: list[dict], recs: list[dict], ddir: Path, rdir: Path) -> None:
+    """Records first, then domains: a domains part on disk means the bucket is whole."""
+    rows.sort(key=lambda r: r["domain"])
+    store.write_part(rdir, part_name(b), recs, store.RECORDS_SCHEMA)
+    store.write_part(ddir, part_name(b), rows, store.DOMAINS_SCHEMA)
+
+
+def scan_elapsed(manifest: dict[str, Any]) -> float:
+    start = datetime.fromisoformat(manifest["started_at"])
+    end = datetime.fromisoformat(manifest["finished_at"])
+    return max(0.0, (end - start).total_seconds())
+
+
+def now() -> float:
+    return time.time()
