@@ -136,7 +136,6 @@ def spool(
 ) -> tuple[int, int]:
     """Write each good name to its hash bucket file; return (names read, bad lines)."""
     work.mkdir(parents=True, exist_ok=True)
-    files = [open(work / f"bucket-{i:05d}.txt", "w", encoding="ascii") for i in range(buckets)]
     bad = 0
 
     def count_bad(msg: str) -> None:
@@ -145,14 +144,15 @@ def spool(
         on_error(msg)
 
     read = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        files = [
+            stack.enter_context(open(work / f"bucket-{i:05d}.txt", "w", encoding="ascii"))
+            for i in range(buckets)
+        ]
         for path in paths:
             for _lineno, name in read_list(path, count_bad):
                 files[name_hash(name.domain) % buckets].write(name.domain + "\n")
                 read += 1
-    finally:
-        for f in files:
-            f.close()
     return read, bad
 
 
