@@ -1,0 +1,40 @@
+"""Shared fixtures: a real NSD on loopback, and resolvers that misbehave."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.nsd import Nsd
+
+
+@pytest.fixture
+def nsd_factory(tmp_path_factory) -> Iterator[Callable[[dict[str, str]], Nsd]]:
+    """Start NSD with the zones a test writes; every server is stopped after the test."""
+    started: list[Nsd] = []
+
+    def start(zones: dict[str, str]) -> Nsd:
+        server = Nsd(tmp_path_factory.mktemp("nsd"), zones)
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def silent_resolver() -> Iterator[str]:
+    """A UDP port that reads queries and never answers (a dead resolver)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def write_list(path: Path, names: list[str]) -> Path:
+    path.write_text("\n".join(names) + "\n", encoding="utf-8")
+    return path

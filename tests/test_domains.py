@@ -1,0 +1,87 @@
+"""Domain lists: formats, normalization, bad lines, categories (SPEC.md 'Domain list input')."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailauth_survey.domains import BadName, category, normalize, read_list
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example.co.jp", "co"),
+        ("example.or.jp", "or"),
+        ("example.ne.jp", "ne"),
+        ("example.ac.jp", "ac"),
+        ("example.ad.jp", "ad"),
+        ("example.ed.jp", "ed"),
+        ("example.go.jp", "go"),
+        ("example.gr.jp", "gr"),
+        ("city.example.lg.jp", "lg"),
+        ("example.jp", "general"),
+        ("www.example.jp", "general"),
+        ("example.tokyo.jp", "prefecture"),
+        ("example.xn--1lqs71d.jp", "prefecture"),  # 東京.jp
+        ("example.shinjuku.tokyo.jp", "geographic"),
+        ("city.kawasaki.jp", "geographic"),  # designated city, PSL exception
+        ("example.com", "other"),
+        ("example.co.uk", "other"),
+    ],
+)
+def test_category_from_public_suffix(name: str, expected: str) -> None:
+    assert category(name) == expected
+
+
+def test_normalize_idn_to_alabel_keeps_ulabel() -> None:
+    d = normalize("  日本語.JP. ")
+    assert d.domain == "xn--wgv71a119e.jp"
+    assert d.unicode == "日本語.jp"
+    assert d.category == "general"
+
+
+def test_normalize_uts46_maps_fullwidth_and_case() -> None:
+    # UTS 46 mapping: full-width letters and upper case fold to the same A-label.
+    assert normalize("ＥＸＡＭＰＬＥ.co.jp").domain == "example.co.jp"
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "bad name.jp", "jp", "a..b.jp", "-x-.jp", "x" * 64 + ".jp", "exa_mple.jp"]
+)
+def test_normalize_rejects_bad_names(raw: str) -> None:
+    with pytest.raises(BadName):
+        normalize(raw)
+
+
+def _read(tmp_path, text: str):
+    path = tmp_path / "list.txt"
+    path.write_text(text, encoding="utf-8")
+    errors: list[str] = []
+    names = [(n, d.domain) for n, d in read_list(path, errors.append)]
+    return names, errors, path
+
+
+def test_plain_list_comments_blank_lines_and_bad_lines_named(tmp_path) -> None:
+    names, errors, path = _read(tmp_path, "# header\n\nExample.CO.JP.\nbad name\nfoo.jp # note\n")
+    assert names == [(3, "example.co.jp"), (5, "foo.jp")]
+    assert len(errors) == 1 and errors[0].startswith(f"{path}:4:")
+
+
+def test_csv_with_domain_column(tmp_path) -> None:
+    names, errors, _ = _read(tmp_path, "rank,domain,note\n1,a.jp,x\n2,,y\n3,b.co.jp,z\n")
+    assert [d for _, d in names] == ["a.jp", "b.co.jp"]
+    assert len(errors) == 1 and ":3:" in errors[0]
+
+
+def test_rank_domain_tranco_style(tmp_path) -> None:
+    names, errors, _ = _read(tmp_path, "1,a.jp\n2,b.jp\nthree,c.jp\n")
+    assert [d for _, d in names] == ["a.jp", "b.jp"]
+    assert len(errors) == 1 and ":3:" in errors[0]
+
+
+def test_bom_and_non_utf8_bytes_do_not_stop_the_read(tmp_path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"\xef\xbb\xbfa.jp\n\xff\xfe.jp\nb.jp\n")
+    errors: list[str] = []
+    assert [d.domain for _, d in read_list(path, errors.append)] == ["a.jp", "b.jp"]
+    assert len(errors) == 1 and ":2:" in errors[0]
