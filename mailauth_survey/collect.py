@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import shutil
 import sys
 import time
@@ -32,14 +33,17 @@ from . import __version__, store
 from .analysis import analyze_domain
 from .answers import AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
-from .resolver import Fleet, Lookup, NoResolverAnswering
+from .resolver import Fleet, Lookup, NoResolverAnswering, Stats
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).
 MAX_ROUNDS = 30
 MAX_QUERIES_PER_DOMAIN = 200
-#: About this many input bytes per bucket (~6,000 names): one Parquet part each.
-BUCKET_BYTES = 100_000
-MAX_BUCKETS = 4096
+#: About this many input bytes per bucket (~2,000 names): one Parquet part each, and the unit of
+#: work a resume redoes. MAILAUTH_SURVEY_BUCKET_BYTES overrides it (tests make small buckets).
+BUCKET_BYTES = int(os.environ.get("MAILAUTH_SURVEY_BUCKET_BYTES", "30000"))
+MAX_BUCKETS = 8192
+#: Statuses that ``--retry-errors`` scans again.
+RETRY_STATUSES = ("servfail", "timeout", "error")
 
 
 class ScanError(RuntimeError):
@@ -229,6 +233,9 @@ def scan(
         previous = None
         shutil.rmtree(ddir, ignore_errors=True)
         shutil.rmtree(rdir, ignore_errors=True)
+    for d in (ddir, rdir):
+        for stale in d.glob(".part-*.tmp-*") if d.is_dir() else ():
+            stale.unlink(missing_ok=True)  # a write cut short by a crash
     buckets = previous["buckets"] if previous else bucket_count(paths)
     started = (
         previous["started_at"] if previous else datetime.now(UTC).isoformat(timespec="seconds")
@@ -334,6 +341,12 @@ async def _scan_buckets(
         for _ in range(options.concurrency):
             await queue.put(None)
 
+    held: list[int] = []  # whole buckets kept back while no resolver answers
+
+    def flush(b: int) -> None:
+        _write_bucket(b, rows.pop(b), recs.pop(b), ddir, rdir)
+        del pending[b]
+
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             b, name = item
@@ -346,8 +359,14 @@ async def _scan_buckets(
             progress.queries = fleet.stats.queries
             pending[b] -= 1
             if pending[b] == 0:
-                _write_bucket(b, rows.pop(b), recs.pop(b), ddir, rdir)
-                del pending[b]
+                held.append(b)
+            # A bucket finished while the whole fleet was silent may hold timeouts that are the
+            # fleet's, not the domains': keep it back until a resolver answers again. If none
+            # does, the scan stops and those buckets are scanned again on resume.
+            if held and fleet.silent_for() < fleet.timeout:
+                for hb in held:
+                    flush(hb)
+                held.clear()
             if on_progress is not None:
                 on_progress(progress)
 
@@ -358,6 +377,9 @@ async def _scan_buckets(
         for t in done:
             if t.exception() is not None:
                 fatal.append(t.exception())
+        if not fatal:
+            for hb in held:  # the scan ended with answers: the last buckets are whole
+                flush(hb)
     finally:
         for t in [prod, *tasks]:
             t.cancel()
@@ -386,3 +408,103 @@ def scan_elapsed(manifest: dict[str, Any]) -> float:
 
 def now() -> float:
     return time.time()
+
+
+def retry_errors(
+    out: str | Path,
+    label: str,
+    *,
+    options: ScanOptions | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Scan again the domains of a snapshot that ended servfail, timeout or error.
+
+    Their rows and their records are replaced in place, part by part (each part rewritten
+    atomically, records first). Returns the updated manifest.
+    """
+    options = options or ScanOptions()
+    manifest = store.read_manifest(out, label)
+    if manifest is None:
+        raise ScanError(f"no snapshot {label} in {out}")
+    if not manifest.get("complete"):
+        raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
+    ddir, rdir = store.snapshot_dirs(out, label)
+    parts = sorted(ddir.glob("part-*.parquet"))
+    progress = Progress()
+    todo: list[tuple[Path, list[str]]] = []
+    for part in parts:
+        statuses = pq.read_table(part, columns=["domain", "status"]).to_pydict()
+        names = [
+            d
+            for d, st in zip(statuses["domain"], statuses["status"], strict=True)
+            if st in RETRY_STATUSES
+        ]
+        if names:
+            todo.append((part, names))
+            progress.total += len(names)
+
+    async def run() -> Stats:
+        fleet = Fleet(
+            options.resolvers or None,
+            timeout=options.timeout,
+            retries=options.retries,
+            qps=options.qps,
+            concurrency=options.concurrency,
+            payload=options.payload,
+        )
+        sem = asyncio.Semaphore(options.concurrency)
+
+        async def one(name: str) -> tuple[dict, list[dict]]:
+            async with sem:
+                result = await scan_domain(name, fleet)
+            fleet.check_alive()
+            progress.done += 1
+            progress.by_status[result[0]["status"]] += 1
+            if on_progress is not None:
+                on_progress(progress)
+            return result
+
+        try:
+            for part, names in todo:
+                results = await asyncio.gather(*(one(n) for n in names))
+                _replace_in_part(part, rdir / part.name, results)
+        finally:
+            fleet.close()
+        return fleet.stats
+
+    try:
+        with _event_loop_runner() as runner:
+            stats = runner.run(run())
+    except NoResolverAnswering as exc:
+        raise ScanError(
+            f"{exc}; parts already retried are kept, run the same command again"
+        ) from None
+    counts = Counter()
+    for part in parts:
+        counts.update(pq.read_table(part, columns=["status"]).column("status").to_pylist())
+    manifest.setdefault("retries", []).append(
+        {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "domains": progress.total,
+            "resolvers": options.resolvers,
+            "result": dict(sorted(progress.by_status.items())),
+            "queries": asdict(stats),
+        }
+    )
+    manifest["status_counts"] = dict(sorted(counts.items()))
+    store.write_manifest(out, label, manifest)
+    return manifest
+
+
+def _replace_in_part(dpart: Path, rpart: Path, results: list[tuple[dict, list[dict]]]) -> None:
+    new_rows = {row["domain"]: row for row, _ in results}
+    records = (
+        [r for r in pq.read_table(rpart).to_pylist() if r["domain"] not in new_rows]
+        if rpart.exists()
+        else []
+    )
+    for _, recs in results:
+        records.extend(recs)
+    rows = [new_rows.get(r["domain"], r) for r in pq.read_table(dpart).to_pylist()]
+    store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)
+    store.write_part(dpart.parent, dpart.name, rows, store.DOMAINS_SCHEMA)

@@ -226,7 +226,7 @@ class Fleet:
         concurrency: int = 256,
         payload: int = 1232,
         cache_size: int = 200_000,
-        dead_after: float = 60.0,
+        dead_after: float = 45.0,
         down_threshold: int = 5,
     ) -> None:
         names = list(resolvers or []) or system_resolvers()
@@ -263,9 +263,18 @@ class Fleet:
         best = min(pool, key=lambda i: (ups[i].inflight, random.random()))
         return ups[best]
 
+    def silent_for(self) -> float:
+        """Seconds since any resolver of the fleet last replied."""
+        return time.monotonic() - self._last_reply
+
+    @property
+    def max_wait(self) -> float:
+        """The longest one query can take before it is given up (all attempts and backoffs)."""
+        return (self.retries + 1) * self.timeout + min(2.0, 0.1 * 2**self.retries)
+
     def check_alive(self) -> None:
         """Raise :class:`NoResolverAnswering` when no resolver replied for ``dead_after`` s."""
-        if self.stats.queries and time.monotonic() - self._last_reply > self.dead_after:
+        if self.stats.queries and self.silent_for() > self.dead_after:
             raise NoResolverAnswering(
                 f"no resolver answered for {self.dead_after:.0f} s ({', '.join(self.names)})"
             )
