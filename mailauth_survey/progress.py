@@ -25,6 +25,7 @@ class ScanDisplay:
         self._done0: int | None = None
 
     def __enter__(self) -> ScanDisplay:
+        self._t0 = time.monotonic()
         if self.enabled:
             self._bar = Progress(
                 TextColumn("[bold]scan"),
@@ -54,7 +55,6 @@ class ScanDisplay:
         now = time.monotonic()
         if self._done0 is None:
             self._done0 = p.skipped
-            self._t0 = now
         if now - self._last < 0.2 and p.done < p.total:
             return
         self._last = now
