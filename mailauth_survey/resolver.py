@@ -12,6 +12,7 @@ answered from a per-scan cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -27,6 +28,7 @@ from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, 
 
 DEFAULT_PORT = 53
 MAX_CNAME_CHAIN = 8
+SOCKET_BUFFER = 4 << 20
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -113,9 +115,15 @@ class Upstream:
         if self._transport is None or self._transport.is_closing():
             loop = asyncio.get_running_loop()
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Proto(self), remote_addr=(self.host, self.port), family=family
-            )
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            # Large buffers: a burst of replies while the loop analyses must not be dropped
+            # (a drop is a retry at best, a timeout at worst).
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            sock.setblocking(False)
+            sock.connect((self.host, self.port))
+            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Proto(self), sock=sock)
 
     def _on_datagram(self, data: bytes) -> None:
         if len(data) < 12:
