@@ -1,0 +1,333 @@
+"""DKIM: does the domain publish keys (RFC 6376), as far as DNS alone can tell.
+
+A scanner cannot list a domain's selectors, so two lower bounds are measured:
+
+* ``dkim_domainkey``: ``_domainkey.<domain>`` answers NOERROR (RFC 8020: a NOERROR, even with no
+  data, means the name exists, so something is published below it); NXDOMAIN means nothing is,
+  and then no selector is probed.
+* ``dkim_selectors``: which of :data:`SELECTORS` hold a key a verifier could use.
+
+A selector counts only when its key record is usable: a revoked key (empty ``p=``, RFC 6376
+3.6.1) says the selector is *not* signing, and a record a verifier must reject (bad ``v=``,
+unknown ``k=``, undecodable key, RSA under 1024 bits per RFC 8301 3.2, ``s=`` without email) is
+no key either. Findings for each record are available from :func:`parse_key_record`.
+
+This module also holds :func:`parse_tag_list`, the RFC 6376 3.2 tag-value syntax that DMARC and
+BIMI records reuse.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+
+#: The selectors probed on every domain (common defaults of hosting panels and providers).
+SELECTORS = ("default", "selector1", "selector2", "google", "k1", "k2", "s1", "s2", "dkim", "mail")
+
+COLUMNS = ("dkim_domainkey", "dkim_selectors")
+
+# --- RFC 6376 3.2 tag-value lists --------------------------------------------------------------
+
+_WSP = " \t\r\n"
+_TAG_SPEC = re.compile(
+    r"[ \t\r\n]*([A-Za-z][A-Za-z0-9_]*)[ \t\r\n]*=[ \t\r\n]*(.*?)[ \t\r\n]*", re.S
+)
+# tag-value: VALCHARs (%x21-3A / %x3C-7E) separated by white space.
+_TAG_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e \t\r\n]*")
+
+
+@dataclass
+class TagList:
+    """A parsed tag-list: tags in published order, and what could not be read.
+
+    ``errors`` are tag-specs that were skipped (malformed, bad characters); ``duplicates`` are
+    tag names seen more than once, which RFC 6376 3.2 says make the whole list invalid.
+    """
+
+    tags: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tags)
+
+
+def parse_tag_list(text: str) -> TagList:
+    """Split ``tag=value; ...`` per RFC 6376 3.2; never raises.
+
+    Tag names are case-sensitive (RFC 6376 3.2). The first value of a duplicated tag is kept so
+    a caller that chooses to go on has something sensible. A trailing ``;`` is allowed.
+    """
+    out = TagList()
+    specs = text.split(";")
+    for i, spec in enumerate(specs):
+        if not spec.strip(_WSP):
+            if i != len(specs) - 1:
+                out.errors.append("empty tag-spec between ';' separators")
+            continue
+        m = _TAG_SPEC.fullmatch(spec)
+        if not m:
+            out.errors.append(f"malformed tag-spec {spec.strip(_WSP)[:60]!r} (expected name=value)")
+            continue
+        name, value = m.group(1), m.group(2)
+        if not _TAG_VALUE.fullmatch(value):
+            out.errors.append(f"tag {name!r} has characters outside printable ASCII")
+            continue
+        if name in out.tags:
+            if name not in out.duplicates:
+                out.duplicates.append(name)
+            continue
+        out.tags[name] = value
+    return out
+
+
+# --- key records ------------------------------------------------------------------------------
+
+_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_RSA_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1 rsaEncryption
+_ED25519_OID = bytes.fromhex("2b6570")  # 1.3.101.112
+
+
+@dataclass
+class KeyRecord:
+    """One DKIM key record (RFC 6376 3.6.1) with what a verifier would make of it."""
+
+    text: str
+    tags: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+    key_type: str | None = None  # "rsa", "ed25519", or the unknown k= value
+    key_bits: int | None = None
+    revoked: bool = False
+    hash_algs: list[str] | None = None  # None: any (h= absent)
+    service_types: list[str] = field(default_factory=lambda: ["*"])
+    flags: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def testing(self) -> bool:
+        return "y" in self.flags
+
+    @property
+    def usable(self) -> bool:
+        """A key a verifier could check an email signature with."""
+        return not self.errors and not self.revoked
+
+
+def parse_key_record(text: str) -> KeyRecord:
+    """Parse a DKIM key record's TXT text; never raises."""
+    rec = KeyRecord(text=text)
+    tl = parse_tag_list(text)
+    rec.tags = tl.tags
+    rec.errors += [f"RFC 6376 3.2: {e}" for e in tl.errors]
+    for name in tl.duplicates:
+        rec.errors.append(
+            f"RFC 6376 3.2: tag {name!r} appears more than once; the record is invalid"
+        )
+    _check_version(rec, tl)
+    _check_lists(rec)
+    if "g" in rec.tags:
+        rec.warnings.append("RFC 6376 C.1: the g= tag of RFC 4871 was removed and is ignored")
+    rec.key_type = rec.tags.get("k", "rsa").strip(_WSP).lower() or "rsa"
+    if rec.key_type not in ("rsa", "ed25519"):
+        rec.errors.append(
+            f"RFC 6376 3.6.1: unknown key type k={rec.key_type}; verifiers ignore the key"
+        )
+    if "p" not in rec.tags:
+        rec.errors.append("RFC 6376 3.6.1: the p= tag (public key) is required")
+        return rec
+    data = "".join(rec.tags["p"].split())
+    if not data:
+        rec.revoked = True
+        rec.warnings.append("RFC 6376 3.6.1: empty p= means the key has been revoked")
+        return rec
+    if not _B64.fullmatch(data):
+        rec.errors.append("RFC 6376 3.6.1: p= is not base64")
+        return rec
+    try:
+        der = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        rec.errors.append("RFC 6376 3.6.1: p= is not valid base64 (bad padding or length)")
+        return rec
+    if rec.key_type == "rsa":
+        _check_rsa(rec, der)
+    elif rec.key_type == "ed25519":
+        _check_ed25519(rec, der)
+    if rec.testing:
+        rec.warnings.append("RFC 6376 3.6.1: t=y, the domain is testing DKIM")
+    return rec
+
+
+def _check_version(rec: KeyRecord, tl: TagList) -> None:
+    if "v" not in tl.tags:
+        return
+    rec.version = tl.tags["v"]
+    if tl.names[0] != "v":
+        rec.errors.append("RFC 6376 3.6.1: v= must be the first tag when present")
+    elif rec.version != "DKIM1":
+        rec.errors.append(f"RFC 6376 3.6.1: v={rec.version} is not DKIM1; the record is discarded")
+
+
+def _colon_list(value: str) -> list[str]:
+    return [v.strip(_WSP).lower() for v in value.split(":") if v.strip(_WSP)]
+
+
+def _check_lists(rec: KeyRecord) -> None:
+    """h=, s= and t=: unknown values are ignored, but a key may exclude email or SHA-256."""
+    if "h" in rec.tags:
+        rec.hash_algs = _colon_list(rec.tags["h"])
+        if "sha256" not in rec.hash_algs:
+            rec.errors.append(
+                f"RFC 8301 3.1: h={rec.tags['h']} excludes sha256, and sha1 must not be used"
+            )
+    if "s" in rec.tags:
+        rec.service_types = _colon_list(rec.tags["s"])
+        if not {"*", "email"} & set(rec.service_types):
+            rec.errors.append(f"RFC 6376 3.6.1: s={rec.tags['s']} does not include email or *")
+    if "t" in rec.tags:
+        rec.flags = _colon_list(rec.tags["t"])
+
+
+# --- a tiny DER reader for key sizes ----------------------------------------------------------
+
+
+class _DerError(ValueError):
+    pass
+
+
+def _tlv(buf: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``."""
+    end = len(buf) if end is None else end
+    if pos + 2 > end:
+        raise _DerError("truncated")
+    tag, first = buf[pos], buf[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise _DerError("bad length")
+        length = int.from_bytes(buf[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise _DerError("truncated")
+    return tag, pos, pos + length
+
+
+def _rsa_public_key_bits(buf: bytes, pos: int, end: int) -> int:
+    """Modulus size of an RSAPublicKey ``SEQUENCE { INTEGER n, INTEGER e }`` (RFC 8017 A.1.1)."""
+    tag, start, stop = _tlv(buf, pos, end)
+    if tag != 0x30:
+        raise _DerError("RSAPublicKey is not a SEQUENCE")
+    tag, n_start, n_end = _tlv(buf, start, stop)
+    if tag != 0x02:
+        raise _DerError("modulus is not an INTEGER")
+    modulus = int.from_bytes(buf[n_start:n_end], "big")
+    tag, _e_start, _e_end = _tlv(buf, n_end, stop)
+    if tag != 0x02:
+        raise _DerError("exponent is not an INTEGER")
+    return modulus.bit_length()
+
+
+def rsa_key_bits(der: bytes) -> tuple[int, bool]:
+    """(modulus bits, wrapped in SubjectPublicKeyInfo) of an RSA key; raises ValueError.
+
+    RFC 6376 3.6.1 asks for SubjectPublicKeyInfo; a bare RSAPublicKey is accepted by many
+    verifiers, so it is read too and reported by the flag.
+    """
+    tag, start, stop = _tlv(der, 0)
+    if tag != 0x30:
+        raise _DerError("not a DER SEQUENCE")
+    tag, a_start, a_end = _tlv(der, start, stop)
+    if tag == 0x02:  # RSAPublicKey directly
+        return _rsa_public_key_bits(der, 0, len(der)), False
+    if tag != 0x30:
+        raise _DerError("no AlgorithmIdentifier")
+    tag, o_start, o_end = _tlv(der, a_start, a_end)
+    if tag != 0x06:
+        raise _DerError("no algorithm OID")
+    oid = der[o_start:o_end]
+    if oid != _RSA_OID:
+        raise _DerError("ed25519 key" if oid == _ED25519_OID else "not an rsaEncryption key")
+    tag, b_start, b_end = _tlv(der, a_end, stop)
+    if tag != 0x03 or b_start >= b_end or der[b_start] != 0:
+        raise _DerError("subjectPublicKey is not a BIT STRING")
+    return _rsa_public_key_bits(der, b_start + 1, b_end), True
+
+
+def _check_rsa(rec: KeyRecord, der: bytes) -> None:
+    try:
+        bits, spki = rsa_key_bits(der)
+    except ValueError as exc:
+        rec.errors.append(f"RFC 6376 3.6.1: p= is not a readable RSA public key ({exc})")
+        return
+    rec.key_bits = bits
+    if not spki:
+        rec.warnings.append(
+            "RFC 6376 3.6.1: p= is a bare RSAPublicKey, not SubjectPublicKeyInfo; some verifiers reject it"
+        )
+    if bits < 1024:
+        rec.errors.append(
+            f"RFC 8301 3.2: {bits}-bit RSA key; verifiers must not accept keys under 1024 bits"
+        )
+    elif bits < 2048:
+        rec.warnings.append(
+            f"RFC 8301 3.2: {bits}-bit RSA key; signers should use at least 2048 bits"
+        )
+
+
+def _check_ed25519(rec: KeyRecord, der: bytes) -> None:
+    if len(der) == 32:
+        rec.key_bits = 256
+        return
+    rec.errors.append(
+        f"RFC 8463 4.2: an ed25519 p= must be the bare 32-byte key, got {len(der)} bytes"
+    )
+
+
+# --- analysis ---------------------------------------------------------------------------------
+
+
+def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
+    """``dkim_domainkey`` and ``dkim_selectors`` of ``domain`` (see the module docstring).
+
+    Asks ``_domainkey.<domain>`` first; only when it exists are the selectors asked, all at once
+    (they are independent). A failed selector query leaves that selector out: the list is a
+    lower bound either way. ``dkim_selectors`` is None when ``_domainkey`` itself failed.
+    """
+    name = normalize_name(domain)
+    if not valid_qname(name):
+        return {"dkim_domainkey": "error", "dkim_selectors": None}
+    exists = domain_exists(name, dns)
+    if exists is None:
+        return {"dkim_domainkey": "error", "dkim_selectors": None}
+    if exists is False:
+        return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
+    base = f"_domainkey.{name}"
+    if not valid_qname(base):
+        return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
+    answer = dns.get(base, "TXT")
+    if answer.failed:
+        return {"dkim_domainkey": "error", "dkim_selectors": None}
+    if answer.nxdomain:  # RFC 8020: nothing below exists, so no selector is asked
+        return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
+    found = [sel for sel in SELECTORS if selector_has_key(sel, name, dns)]
+    return {"dkim_domainkey": "exists", "dkim_selectors": sorted(found)}
+
+
+def selector_has_key(selector: str, domain: str, dns: AnswerSet) -> bool:
+    """Whether ``<selector>._domainkey.<domain>`` holds a usable key record (any of its TXTs)."""
+    qname = f"{selector}._domainkey.{domain}"
+    if not valid_qname(qname):
+        return False
+    answer = dns.get(qname, "TXT")
+    if answer.failed or answer.nxdomain:
+        return False
+    return any(parse_key_record(text).usable for text in answer.txt())

@@ -1,0 +1,112 @@
+"""SMTP TLS Reporting (RFC 8460): the ``_smtp._tls`` TXT record.
+
+RFC 8460 3: only records beginning with ``v=TLSRPTv1;`` count (others are ignored, so a near
+miss leaves the status ``none``); exactly one must remain. It needs exactly one ``rua`` field: a
+comma-separated list of URIs, at least one of them ``mailto:`` or ``https:`` (the schemes RFC
+8460 3 defines); a URI of another scheme is kept with a warning. Any syntax error makes the
+record ``invalid``. ``tlsrpt_rua`` lists the URIs as published, for a valid record only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+from .dmarc import check_uri, split_uri_list
+from .mta_sts import split_fields
+
+COLUMNS = ("tlsrpt_status", "tlsrpt_rua")
+
+_VERSION = re.compile(r"v=TLSRPTv1[ \t]*;")
+_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}=[\x21-\x3a\x3c\x3e-\x7e]+")
+_SCHEMES = ("mailto:", "https:")
+
+
+@dataclass
+class TlsRptRecord:
+    """One ``_smtp._tls`` TXT record (RFC 8460 3)."""
+
+    text: str
+    is_tlsrpt: bool = False
+    rua: list[str] = field(default_factory=list)
+    extensions: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.is_tlsrpt and not self.errors
+
+
+def is_tlsrpt_record(text: str) -> bool:
+    return bool(_VERSION.match(text))
+
+
+def parse_record(text: str) -> TlsRptRecord:
+    """Parse a ``_smtp._tls`` TXT record; never raises."""
+    rec = TlsRptRecord(text=text)
+    if not is_tlsrpt_record(text):
+        rec.errors.append("RFC 8460 3: not a TLSRPT record: it must begin with 'v=TLSRPTv1;'")
+        return rec
+    rec.is_tlsrpt = True
+    fields = split_fields(text)
+    if fields is None:
+        rec.errors.append("RFC 8460 3: empty field or no field after v=TLSRPTv1 (rua is required)")
+        return rec
+    seen_rua = False
+    for f in fields:
+        if f.startswith("rua="):
+            if seen_rua:
+                rec.errors.append("RFC 8460 3: more than one rua field")
+                continue
+            seen_rua = True
+            _read_rua(rec, f[4:])
+        elif _EXTENSION.fullmatch(f):
+            name, value = f.split("=", 1)
+            rec.extensions.setdefault(name, value)
+            rec.warnings.append(f"RFC 8460 3: extension field {name!r} ignored")
+        else:
+            rec.errors.append(f"RFC 8460 3: field {f[:60]!r} is not name=value")
+    if not seen_rua:
+        rec.errors.append("RFC 8460 3: the rua field is required")
+    return rec
+
+
+def _read_rua(rec: TlsRptRecord, value: str) -> None:
+    for uri in split_uri_list(value):
+        problem, _host = check_uri(uri)
+        if problem:
+            rec.errors.append(f"RFC 8460 3: rua URI {uri!r} {problem}")
+            continue
+        if not uri.lower().startswith(_SCHEMES):
+            rec.warnings.append(f"RFC 8460 3: rua URI {uri!r} is neither mailto: nor https:")
+        rec.rua.append(uri)
+    if rec.rua and not any(u.lower().startswith(_SCHEMES) for u in rec.rua):
+        rec.errors.append("RFC 8460 3: no rua URI is mailto: or https:")
+
+
+def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
+    """``tlsrpt_status`` and ``tlsrpt_rua`` from ``_smtp._tls.<domain>`` TXT."""
+    name = normalize_name(domain)
+    if not valid_qname(name):
+        return {"tlsrpt_status": "none", "tlsrpt_rua": []}
+    exists = domain_exists(name, dns)
+    if exists is None:
+        return {"tlsrpt_status": "temperror", "tlsrpt_rua": None}
+    qname = f"_smtp._tls.{name}"
+    if exists is False or not valid_qname(qname):
+        return {"tlsrpt_status": "none", "tlsrpt_rua": []}
+    answer = dns.get(qname, "TXT")
+    if answer.failed:
+        return {"tlsrpt_status": "temperror", "tlsrpt_rua": None}
+    records = [t for t in answer.txt() if is_tlsrpt_record(t)]
+    if not records:
+        return {"tlsrpt_status": "none", "tlsrpt_rua": []}
+    if len(records) > 1:
+        return {"tlsrpt_status": "invalid", "tlsrpt_rua": []}
+    rec = parse_record(records[0])
+    if not rec.valid:
+        return {"tlsrpt_status": "invalid", "tlsrpt_rua": []}
+    return {"tlsrpt_status": "valid", "tlsrpt_rua": list(rec.rua)}
