@@ -10,6 +10,7 @@ runs them again until nothing is missing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -131,12 +132,18 @@ class AnswerSet:
         return len(self._answers)
 
 
+_TXT_FAST = re.compile(r'"([^"]*)"?|([^\s"]+)')
+
+
 def parse_txt_rdata(text: str) -> tuple[bytes, ...]:
     """Split TXT rdata in presentation format into its character-strings.
 
     Handles quoted strings with ``\\"``, ``\\\\`` and ``\\DDD`` escapes and bare words. Never
     raises: malformed input yields what could be read.
     """
+    if "\\" not in text:
+        # Fast path (almost every record): no escapes, so strings are plain quoted runs.
+        return tuple((q if q or not w else w).encode("utf-8") for q, w in _TXT_FAST.findall(text))
     out: list[bytes] = []
     i, n = 0, len(text)
     while i < n:

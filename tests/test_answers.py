@@ -1,0 +1,66 @@
+"""The stored-answer data model: TXT presentation round trips, lookups, RFC 8020 existence."""
+
+from __future__ import annotations
+
+import dns.rdata
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailauth_survey.answers import (
+    Answer,
+    AnswerSet,
+    domain_exists,
+    format_txt_rdata,
+    parse_txt_rdata,
+)
+
+strings = st.lists(st.binary(max_size=255), min_size=1, max_size=6)
+
+
+@given(strings)
+def test_txt_presentation_round_trip(parts: list[bytes]) -> None:
+    assert parse_txt_rdata(format_txt_rdata(parts)) == tuple(parts)
+
+
+@given(strings)
+def test_txt_parse_agrees_with_dnspython(parts: list[bytes]) -> None:
+    text = dns.rdata.from_wire(
+        "IN", "TXT", b"".join(bytes([len(p)]) + p for p in parts), 0, sum(len(p) + 1 for p in parts)
+    ).to_text()
+    assert parse_txt_rdata(text) == tuple(parts)
+
+
+@given(st.text(max_size=300))
+def test_txt_parse_never_raises(text: str) -> None:
+    parse_txt_rdata(text)
+
+
+def test_txt_strings_joined_without_separator_rfc7208_3_3() -> None:
+    a = Answer("x.jp", "TXT", "NOERROR", ('x.jp. 300 IN TXT "v=spf1 " "include:a.jp" " -all"',))
+    assert a.txt() == ["v=spf1 include:a.jp -all"]
+
+
+def test_missing_answer_is_noted_not_invented() -> None:
+    dns = AnswerSet([Answer("x.jp", "MX", "NOERROR")])
+    assert dns.get("X.JP.", "mx").rcode == "NOERROR"
+    assert dns.get("x.jp", "TXT").rcode == "MISSING"
+    assert dns.missing == {("x.jp", "TXT")}
+
+
+def test_cname_chain_final_rrset() -> None:
+    a = Answer(
+        "a.jp", "TXT", "NOERROR", ("a.jp. 300 IN CNAME b.example.", 'b.example. 300 IN TXT "hi"')
+    )
+    assert a.txt() == ["hi"] and a.cname_target() is None
+    b = Answer("a.jp", "TXT", "NOERROR", ("a.jp. 300 IN CNAME b.example.",))
+    assert b.cname_target() == "b.example" and b.nodata
+
+
+def test_domain_exists_rfc8020_and_failures_are_unknown() -> None:
+    def apex(rcode: str) -> AnswerSet:
+        return AnswerSet([Answer("x.jp", t, rcode) for t in ("MX", "TXT", "NS")])
+
+    assert domain_exists("x.jp", apex("NOERROR")) is True
+    assert domain_exists("x.jp", apex("NXDOMAIN")) is False
+    assert domain_exists("x.jp", apex("TIMEOUT")) is None
+    assert domain_exists("x.jp", apex("SERVFAIL")) is None
