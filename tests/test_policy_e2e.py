@@ -188,3 +188,30 @@ def test_reanalyze_gives_back_the_same_table(result) -> None:
     assert res.exit_code == 0, res.output
     after = pd.read_parquet(out / "domains").set_index("domain")
     pd.testing.assert_frame_equal(before.sort_index(), after.sort_index())
+
+
+@pytest.mark.parametrize(
+    ("ip", "sender", "word"),
+    [
+        ("203.0.113.7", "user@good.co.jp", "pass"),  # via include → include (RFC 7208 5.2)
+        ("198.51.100.9", "user@good.co.jp", "pass"),  # the nested include
+        ("192.0.2.99", "user@good.co.jp", "fail"),  # -all (RFC 7208 5.1)
+        ("192.0.2.99", "user@redir.co.jp", "softfail"),  # redirect= to ~all (6.1)
+        ("192.0.2.99", "user@badinc.co.jp", "permerror"),  # include of a name without SPF
+        ("192.0.2.99", "user@gone.co.jp", "none"),  # no such domain (4.3)
+    ],
+)
+def test_spf_check_cli_prints_result_word_first(nsd_factory, ip, sender, word) -> None:
+    server = nsd_factory(ZONES)
+    res = CliRunner().invoke(main, ["spf-check", ip, sender, "--resolver", server.address])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == word
+
+
+def test_spf_check_cli_temperror_when_resolver_silent(silent_resolver) -> None:
+    res = CliRunner().invoke(
+        main,
+        ["spf-check", "192.0.2.1", "a@b.co.jp", "--resolver", silent_resolver, "--timeout", "0.1"],
+    )
+    assert res.exit_code == 0
+    assert res.stdout.splitlines()[0] == "temperror"  # a timeout is never "none" (RFC 7208 4.4)
