@@ -115,6 +115,9 @@ class AnswerSet:
         self._answers[(normalize_name(answer.qname), answer.qtype.upper())] = answer
 
     def get(self, qname: str, qtype: str) -> Answer:
+        found = self._answers.get((qname, qtype))  # fast path: already normalized
+        if found is not None:
+            return found
         key = (normalize_name(qname), qtype.upper())
         found = self._answers.get(key)
         if found is None:
@@ -217,4 +220,7 @@ def valid_qname(name: str) -> bool:
     name = name.rstrip(".")
     if not name or len(name) > 253 or not name.isascii():
         return False
-    return all(0 < len(label) <= 63 for label in name.split("."))
+    return _LABELS_OK.match(name) is not None
+
+
+_LABELS_OK = re.compile(r"[^.]{1,63}(?:\.[^.]{1,63})*\Z", re.DOTALL)

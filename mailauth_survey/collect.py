@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from . import __version__, store
 from .analysis import analyze_domain
-from .answers import AnswerSet
+from .answers import APEX_QTYPES, AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
 from .resolver import Fleet, Lookup, NoResolverAnswering, Stats
 
@@ -101,7 +101,16 @@ async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[d
     """Collect what the analysis of ``domain`` needs; return its row and its records."""
     dns = AnswerSet()
     records: list[dict[str, Any]] = []
+    # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
+    need: list[tuple[str, str]] = [(domain, t) for t in APEX_QTYPES]
+    row: dict[str, Any] = {}
     for _round in range(MAX_ROUNDS):
+        lookups = await asyncio.gather(
+            *[fleet.lookup(q, t, shared=not _is_under(q, domain)) for q, t in need]
+        )
+        for lk in lookups:
+            dns.add(lk.answer)
+            records.append(record_row(domain, lk))
         row = analyze_domain(domain, dns)
         if not dns.missing:
             break
@@ -110,20 +119,13 @@ async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[d
             break
         need = sorted(dns.missing)[:budget]
         dns.missing.clear()
-        lookups = await asyncio.gather(
-            *(fleet.resolve(q, t, shared=not _is_under(q, domain)) for q, t in need)
-        )
-        for lk in lookups:
-            dns.add(lk.answer)
-            records.append(record_row(domain, lk))
-    else:
-        row = analyze_domain(domain, dns)
     row["scanned_at"] = max((r["queried_at"] for r in records), default=None)
     return row, records
 
 
 async def scan_domains(domains: Iterable[str], fleet: Fleet) -> list[tuple[dict, list[dict]]]:
     """Scan a handful of domains (a notebook helper; the CLI streams with :func:`scan`)."""
+    await fleet.open()
     return list(await asyncio.gather(*(scan_domain(d, fleet) for d in domains)))
 
 
@@ -278,6 +280,7 @@ def scan(
                 payload=options.payload,
             )
             fleet_holder["fleet"] = fleet
+            await fleet.open()
             manifest["resolvers"] = fleet.names
             store.write_manifest(out, label, manifest)
             try:
@@ -452,6 +455,7 @@ def retry_errors(
             concurrency=options.concurrency,
             payload=options.payload,
         )
+        await fleet.open()
         sem = asyncio.Semaphore(options.concurrency)
 
         async def one(name: str) -> tuple[dict, list[dict]]:

@@ -7,6 +7,12 @@ accepted only when its ID, name and type match a query in flight, and junk is co
 stored. A resolver that stops answering is set aside for a while and its load moves to the
 others. Names that many domains share (provider SPF includes, MX hosts, report destinations) are
 answered from a per-scan cache.
+
+The hot path is callback-driven: a query is a small object, not a task; a reply completes its
+future from the datagram callback; all timeouts live in one FIFO (every attempt has the same
+timeout, so send order is deadline order) swept by one periodic timer; the queries/s cap is a
+token bucket checked as queries are dispatched. asyncio-throttle's sleep-and-poll acquire and a
+timer per query cost more than the rest of a query together at tens of thousands per second.
 """
 
 from __future__ import annotations
@@ -17,11 +23,9 @@ import random
 import socket
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from asyncio_throttle import Throttler
 
 from . import wire
 from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, valid_qname
@@ -29,6 +33,8 @@ from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, 
 DEFAULT_PORT = 53
 MAX_CNAME_CHAIN = 8
 SOCKET_BUFFER = 4 << 20
+#: How often the timeout FIFO is swept (seconds).
+TICK = 0.02
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -86,118 +92,110 @@ class _Proto(asyncio.DatagramProtocol):
         self.upstream = upstream
 
     def datagram_received(self, data: bytes, addr) -> None:  # noqa: ANN001
-        self.upstream._on_datagram(data)
+        self.upstream.on_datagram(data)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors surface as timeouts; the retry logic handles them
 
 
+class _Query:
+    """One (qname, qtype) being resolved: attempts, CNAME steps, and the future to complete."""
+
+    __slots__ = (
+        "qname", "qtype", "target", "future", "attempt", "attempts", "tried", "upstream", "qid",
+        "gen", "sent", "started", "when", "records", "seen", "rtt", "transport", "failure",
+        "first_ad", "resolver", "key",
+    )  # fmt: skip
+
+    def __init__(self, qname: str, qtype: str, future: asyncio.Future, now: float) -> None:
+        self.qname = qname
+        self.qtype = qtype
+        self.target = qname  # the name asked in the current step of a CNAME chain
+        self.future = future
+        self.attempt = 0  # attempts of the current step
+        self.attempts = 0  # over all steps
+        self.tried: set[int] = set()
+        self.upstream: Upstream | None = None
+        self.qid = -1
+        self.gen = 0  # bumped when an attempt ends, so a stale timeout entry is ignored
+        self.sent = 0.0
+        self.started = now
+        self.when = time.time()
+        self.records: list[str] = []
+        self.seen = {qname}
+        self.rtt = 0.0
+        self.transport = "udp"
+        self.failure = ERROR
+        self.first_ad: bool | None = None
+        self.resolver = ""
+        self.key: tuple[str, str] | None = None  # set when the result feeds the shared cache
+
+
 class Upstream:
     """One resolver: a connected UDP socket with an ID map, and health bookkeeping."""
 
-    def __init__(self, host: str, port: int, stats: Stats, *, max_inflight: int) -> None:
+    def __init__(self, index: int, host: str, port: int, fleet: Fleet) -> None:
+        self.index = index
         self.host, self.port = host, port
         self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        self.stats = stats
-        self.max_inflight = max_inflight
-        self._transport: asyncio.DatagramTransport | None = None
-        self._pending: dict[int, tuple[asyncio.Future, str, str]] = {}
+        self.fleet = fleet
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, _Query] = {}
         self.consecutive_timeouts = 0
         self.down_until = 0.0
         self.down_for = 0.0
-        self.last_reply = 0.0
 
     @property
     def inflight(self) -> int:
-        return len(self._pending)
+        return len(self.pending)
 
-    async def _ensure(self) -> None:
-        if self._transport is None or self._transport.is_closing():
-            loop = asyncio.get_running_loop()
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            # Large buffers: a burst of replies while the loop analyses must not be dropped
-            # (a drop is a retry at best, a timeout at worst).
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-            sock.setblocking(False)
-            sock.connect((self.host, self.port))
-            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Proto(self), sock=sock)
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # Large buffers: a burst of replies while the loop analyses must not be dropped
+        # (a drop is a retry at best, a timeout at worst).
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        sock.setblocking(False)
+        sock.connect((self.host, self.port))
+        self.transport, _ = await loop.create_datagram_endpoint(lambda: _Proto(self), sock=sock)
 
-    def _on_datagram(self, data: bytes) -> None:
+    def new_id(self) -> int:
+        pending = self.pending
+        while True:
+            qid = random.getrandbits(16)
+            if qid not in pending:
+                return qid
+
+    def on_datagram(self, data: bytes) -> None:
+        stats = self.fleet.stats
         if len(data) < 12:
-            self.stats.junk += 1
+            stats.junk += 1
             return
-        qid = (data[0] << 8) | data[1]
-        entry = self._pending.get(qid)
-        if entry is None:
-            self.stats.junk += 1
+        q = self.pending.get((data[0] << 8) | data[1])
+        if q is None:
+            stats.junk += 1  # late (after its timeout) or unsolicited
             return
-        fut, qname, qtype = entry
         try:
             resp = wire.parse_response(data)
         except wire.WireError:
-            self.stats.junk += 1
+            stats.junk += 1
             return
-        if resp.qname != qname or resp.qtype != qtype:
-            self.stats.junk += 1  # a spoofed or stale reply: keep waiting for the real one
+        if resp.qname != q.target or resp.qtype != q.qtype:
+            stats.junk += 1  # a spoofed or stale reply: keep waiting for the real one
             return
-        del self._pending[qid]
-        if not fut.done():
-            fut.set_result(resp)
-
-    def _new_id(self) -> int:
-        while True:
-            qid = random.getrandbits(16)
-            if qid not in self._pending:
-                return qid
-
-    async def query_udp(
-        self, qname: str, qtype: str, timeout: float, payload: int
-    ) -> wire.Response:
-        await self._ensure()
-        loop = asyncio.get_running_loop()
-        qid = self._new_id()
-        fut = loop.create_future()
-        self._pending[qid] = (fut, qname, qtype)
-        data = wire.make_query(qid, qname, qtype, payload=payload)
-        handle = loop.call_later(timeout, _expire, fut)
-        try:
-            self.stats.queries += 1
-            self._transport.sendto(data)
-            return await fut
-        finally:
-            handle.cancel()
-            self._pending.pop(qid, None)
-
-    async def query_tcp(self, qname: str, qtype: str, timeout: float) -> wire.Response:
-        self.stats.queries += 1
-        self.stats.tcp += 1
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            try:
-                qid = self._new_id()
-                data = wire.make_query(qid, qname, qtype, payload=65535)
-                writer.write(struct.pack("!H", len(data)) + data)
-                await writer.drain()
-                while True:
-                    (length,) = struct.unpack("!H", await reader.readexactly(2))
-                    resp = wire.parse_response(await reader.readexactly(length))
-                    if resp.id == qid and resp.qname == qname and resp.qtype == qtype:
-                        return resp
-                    self.stats.junk += 1
-            finally:
-                writer.close()
+        del self.pending[q.qid]
+        self.fleet._on_reply(q, resp)
 
     def healthy(self, now: float) -> bool:
         return now >= self.down_until
 
-    def note_reply(self, now: float) -> None:
+    def note_reply(self) -> None:
         self.consecutive_timeouts = 0
         self.down_for = 0.0
         self.down_until = 0.0
-        self.last_reply = now
 
     def note_timeout(self, now: float, threshold: int) -> None:
         self.consecutive_timeouts += 1
@@ -208,13 +206,8 @@ class Upstream:
             self.consecutive_timeouts = 0
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-
-def _expire(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
+        if self.transport is not None:
+            self.transport.close()
 
 
 class NoResolverAnswering(RuntimeError):
@@ -222,7 +215,10 @@ class NoResolverAnswering(RuntimeError):
 
 
 class Fleet:
-    """Resolve (qname, qtype) through one or more resolvers with retries, caps and a cache."""
+    """Resolve (qname, qtype) through one or more resolvers with retries, caps and a cache.
+
+    Must be created inside a running event loop.
+    """
 
     def __init__(
         self,
@@ -239,41 +235,36 @@ class Fleet:
     ) -> None:
         names = list(resolvers or []) or system_resolvers()
         self.stats = Stats()
-        per_upstream = max(1, concurrency)
-        self.upstreams = [
-            Upstream(*parse_address(r), self.stats, max_inflight=per_upstream) for r in names
-        ]
+        self.upstreams = [Upstream(i, *parse_address(r), self) for i, r in enumerate(names)]
         self.timeout = timeout
         self.retries = retries
         self.payload = payload
         self.down_threshold = down_threshold
         self.dead_after = dead_after
-        self._throttle = Throttler(rate_limit=qps, period=1.0) if qps and qps > 0 else None
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = max(1, concurrency)
+        self.qps = float(qps or 0)
+        self._loop = asyncio.get_running_loop()
+        self._tokens = max(1.0, self.qps * TICK) if self.qps else 0.0
+        self._token_time = self._loop.time()
+        self._ready: deque[_Query] = deque()  # waiting for a slot or a token
+        self._timers: deque[tuple[float, _Query, int]] = deque()  # (deadline, query, gen)
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._inflight_count = 0
         self._cache: OrderedDict[tuple[str, str], Lookup] = OrderedDict()
         self._cache_size = cache_size
-        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
-        self._started = time.monotonic()
-        self._last_reply = time.monotonic()
+        self._joining: dict[tuple[str, str], list[asyncio.Future]] = {}
+        self._last_reply = self._loop.time()
+        self._opened = False
 
     @property
     def names(self) -> list[str]:
         return [u.name for u in self.upstreams]
 
-    def _pick(self, avoid: set[int]) -> Upstream:
-        now = time.monotonic()
-        ups = self.upstreams
-        healthy = [i for i, u in enumerate(ups) if u.healthy(now)]
-        pool = [i for i in healthy if i not in avoid] or healthy
-        if not pool:
-            # All set aside: probe the one that comes back first.
-            return min(ups, key=lambda u: u.down_until)
-        best = min(pool, key=lambda i: (ups[i].inflight, random.random()))
-        return ups[best]
+    # --- health ---------------------------------------------------------------------------
 
     def silent_for(self) -> float:
         """Seconds since any resolver of the fleet last replied."""
-        return time.monotonic() - self._last_reply
+        return self._loop.time() - self._last_reply
 
     @property
     def max_wait(self) -> float:
@@ -287,111 +278,233 @@ class Fleet:
                 f"no resolver answered for {self.dead_after:.0f} s ({', '.join(self.names)})"
             )
 
+    # --- the public call ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the resolvers' sockets (once)."""
+        if not self._opened:
+            for u in self.upstreams:
+                await u.open()
+            self._opened = True
+
     async def resolve(self, qname: str, qtype: str, *, shared: bool = False) -> Lookup:
         """One query with retries, CNAME chasing and (for shared names) the per-scan cache."""
+        await self.open()
+        return await self.lookup(qname, qtype, shared=shared)
+
+    def lookup(self, qname: str, qtype: str, *, shared: bool = False) -> asyncio.Future:
+        """A future of the :class:`Lookup`; the sockets must be open (see :meth:`resolve`)."""
         qname = normalize_name(qname)
         qtype = qtype.upper()
-        if not shared:
-            return await self._resolve_chain(qname, qtype)
-        key = (qname, qtype)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            self.stats.cache_hits += 1
-            return Lookup(hit.answer, 0.0, 0, hit.resolver, "cache", time.time())
-        pending = self._inflight.get(key)
-        if pending is not None:
-            found: Lookup = await asyncio.shield(pending)
-            self.stats.cache_hits += 1
-            return Lookup(found.answer, 0.0, 0, found.resolver, "cache", time.time())
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
+        fut = self._loop.create_future()
+        if shared:
+            key = (qname, qtype)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.stats.cache_hits += 1
+                fut.set_result(Lookup(hit.answer, 0.0, 0, hit.resolver, "cache", time.time()))
+                return fut
+            waiting = self._joining.get(key)
+            if waiting is not None:
+                waiting.append(fut)  # the same name is already being asked: share its answer
+                return fut
+            self._joining[key] = []
+        q = _Query(qname, qtype, fut, self._loop.time())
+        if shared:
+            q.key = (qname, qtype)
+        if not valid_qname(qname):
+            q.failure = ERROR
+            q.transport = "none"
+            self._finish(q, Answer(qname, qtype, ERROR))
+            return fut
+        self._ready.append(q)
+        self._dispatch()
+        return fut
+
+    # --- dispatch, timeouts, replies --------------------------------------------------------
+
+    def _pick(self, avoid: set[int]) -> Upstream:
+        now = self._loop.time()
+        ups = self.upstreams
+        if len(ups) == 1:
+            return ups[0]
+        healthy = [u for u in ups if u.healthy(now)]
+        pool = [u for u in healthy if u.index not in avoid] or healthy
+        if not pool:
+            return min(ups, key=lambda u: u.down_until)  # all set aside: probe the first back
+        return min(pool, key=lambda u: (u.inflight, random.random()))
+
+    def _dispatch(self) -> None:
+        ready = self._ready
+        if not ready:
+            return
+        now = self._loop.time()
+        if self.qps:
+            self._tokens = min(
+                max(1.0, self.qps * TICK), self._tokens + (now - self._token_time) * self.qps
+            )
+            self._token_time = now
+        payload = self.payload
+        stats = self.stats
+        while ready and self._inflight_count < self.concurrency:
+            if self.qps:
+                if self._tokens < 1.0:
+                    self._ensure_tick()
+                    return
+                self._tokens -= 1.0
+            q = ready.popleft()
+            up = self._pick(q.tried)
+            q.tried.add(up.index)
+            q.upstream = up
+            q.qid = up.new_id()
+            q.attempt += 1
+            q.attempts += 1
+            q.sent = now
+            up.pending[q.qid] = q
+            self._inflight_count += 1
+            stats.queries += 1
+            try:
+                up.transport.sendto(wire.make_query(q.qid, q.target, q.qtype, payload=payload))
+            except (wire.WireError, OSError):
+                del up.pending[q.qid]
+                self._inflight_count -= 1
+                self._attempt_failed(q, timed_out=False)
+                continue
+            self._timers.append((now + self.timeout, q, q.gen))
+            self._ensure_tick()
+
+    def _ensure_tick(self) -> None:
+        if self._tick_handle is None:
+            self._tick_handle = self._loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        """Sweep expired attempts (the FIFO's head), refill tokens, dispatch what waits."""
+        self._tick_handle = None
+        now = self._loop.time()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _deadline, q, gen = timers.popleft()
+            if gen != q.gen or q.future.done():
+                continue  # answered (or moved on) since
+            up = q.upstream
+            if up is not None and up.pending.get(q.qid) is q:
+                del up.pending[q.qid]
+                self._inflight_count -= 1
+                self.stats.timeouts += 1
+                up.note_timeout(now, self.down_threshold)
+                q.failure = TIMEOUT
+                self._attempt_failed(q, timed_out=True)
+        self._dispatch()
+        if timers or self._ready:
+            self._ensure_tick()
+
+    def _attempt_failed(self, q: _Query, *, timed_out: bool) -> None:
+        q.gen += 1
+        if timed_out:
+            q.failure = TIMEOUT
+        if q.attempt <= self.retries:
+            delay = min(0.05 * 2 ** (q.attempt - 1), 1.0) * (0.5 + random.random())
+            self._loop.call_later(delay, self._requeue, q)
+            return
+        self.stats.by_rcode[q.failure] = self.stats.by_rcode.get(q.failure, 0) + 1
+        q.rtt += (self._loop.time() - q.sent) * 1000
+        q.resolver = q.resolver or (q.upstream.name if q.upstream else "")
+        self._finish(q, Answer(q.qname, q.qtype, q.failure, tuple(q.records)))
+
+    def _requeue(self, q: _Query) -> None:
+        self._ready.append(q)
+        self._dispatch()
+
+    def _on_reply(self, q: _Query, resp: wire.Response) -> None:
+        now = self._loop.time()
+        self._inflight_count -= 1
+        q.gen += 1
+        self._last_reply = now
+        up = q.upstream
+        up.note_reply()
+        self.stats.replies += 1
+        if resp.tc:
+            self._loop.create_task(self._tcp(q, up))
+        else:
+            self._step_done(q, resp, now)
+        self._dispatch()
+
+    async def _tcp(self, q: _Query, up: Upstream) -> None:
+        """The UDP answer was truncated: ask again over TCP (RFC 7766)."""
+        self.stats.queries += 1
+        self.stats.tcp += 1
+        q.transport = "tcp"
         try:
-            result = await self._resolve_chain(qname, qtype)
-            if result.answer.rcode in (NOERROR, NXDOMAIN):
-                self._cache[key] = result
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(up.host, up.port)
+                try:
+                    qid = random.getrandbits(16)
+                    data = wire.make_query(qid, q.target, q.qtype, payload=65535)
+                    writer.write(struct.pack("!H", len(data)) + data)
+                    await writer.drain()
+                    while True:
+                        (length,) = struct.unpack("!H", await reader.readexactly(2))
+                        resp = wire.parse_response(await reader.readexactly(length))
+                        if resp.id == qid and resp.qname == q.target and resp.qtype == q.qtype:
+                            break
+                        self.stats.junk += 1
+                finally:
+                    writer.close()
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._attempt_failed(q, timed_out=True)
+            self._dispatch()
+            return
+        except (OSError, asyncio.IncompleteReadError, wire.WireError, struct.error):
+            self.stats.junk += 1
+            self._attempt_failed(q, timed_out=False)
+            self._dispatch()
+            return
+        self._step_done(q, resp, self._loop.time())
+
+    def _step_done(self, q: _Query, resp: wire.Response, now: float) -> None:
+        """A definite reply for the current step; follow a CNAME chain that ends without data."""
+        stats = self.stats
+        stats.by_rcode[resp.rcode] = stats.by_rcode.get(resp.rcode, 0) + 1
+        q.rtt += (now - q.sent) * 1000
+        if q.first_ad is None:
+            q.first_ad = resp.ad
+            q.resolver = q.upstream.name
+        records = q.records
+        for r in resp.records:
+            if r not in records:
+                records.append(r)
+        answer = Answer(q.qname, q.qtype, resp.rcode, tuple(records), bool(q.first_ad and resp.ad))
+        if resp.rcode == NOERROR and q.qtype != "CNAME" and len(q.seen) <= MAX_CNAME_CHAIN:
+            target = answer.cname_target()
+            if target is not None and target not in q.seen and valid_qname(target):
+                q.seen.add(target)
+                q.target = target
+                q.attempt = 0
+                q.tried = set()
+                self._ready.append(q)
+                return
+        self._finish(q, answer)
+
+    def _finish(self, q: _Query, answer: Answer) -> None:
+        result = Lookup(answer, q.rtt, q.attempts, q.resolver, q.transport, q.when)
+        if not q.future.done():
+            q.future.set_result(result)
+        if q.key is not None:
+            if answer.rcode in (NOERROR, NXDOMAIN):
+                self._cache[q.key] = result
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-            fut.set_result(result)
-            return result
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved
-            raise
-        finally:
-            del self._inflight[key]
-
-    async def _resolve_chain(self, qname: str, qtype: str) -> Lookup:
-        """Ask for qname; when the answer ends in a CNAME without data, follow the chain."""
-        first = await self._resolve_one(qname, qtype)
-        answer = first.answer
-        records = list(answer.records)
-        seen = {qname}
-        rtt, attempts = first.rtt_ms, first.attempts
-        transport = first.transport
-        for _ in range(MAX_CNAME_CHAIN):
-            if qtype == "CNAME" or answer.rcode != NOERROR:
-                break
-            target = Answer(qname, qtype, answer.rcode, tuple(records)).cname_target()
-            if target is None or target in seen or not valid_qname(target):
-                break
-            seen.add(target)
-            step = await self._resolve_one(target, qtype)
-            rtt += step.rtt_ms
-            attempts += step.attempts
-            if step.transport == "tcp":
-                transport = "tcp"
-            answer = step.answer
-            records.extend(r for r in answer.records if r not in records)
-        final = Answer(qname, qtype, answer.rcode, tuple(records), first.answer.ad and answer.ad)
-        return Lookup(final, rtt, attempts, first.resolver, transport, first.when)
-
-    async def _resolve_one(self, qname: str, qtype: str) -> Lookup:
-        when = time.time()
-        if not valid_qname(qname):
-            return Lookup(Answer(qname, qtype, ERROR), 0.0, 0, "", "none", when)
-        tried: set[int] = set()
-        attempts = 0
-        failure = ERROR  # TIMEOUT as soon as one attempt timed out
-        upstream = self.upstreams[0]
-        started = time.monotonic()
-        for attempt in range(self.retries + 1):
-            upstream = self._pick(tried)
-            tried.add(self.upstreams.index(upstream))
-            if attempt:
-                await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0) * (0.5 + random.random()))
-            if self._throttle is not None:
-                async with self._throttle:
-                    pass
-            attempts += 1
-            t0 = time.monotonic()
-            transport = "udp"
-            async with self._slots:
-                try:
-                    resp = await upstream.query_udp(qname, qtype, self.timeout, self.payload)
-                    if resp.tc:
-                        transport = "tcp"
-                        resp = await upstream.query_tcp(qname, qtype, self.timeout)
-                except (TimeoutError, asyncio.IncompleteReadError, wire.WireError, OSError) as exc:
-                    now = time.monotonic()
-                    if isinstance(exc, TimeoutError):
-                        failure = TIMEOUT
-                        self.stats.timeouts += 1
-                        upstream.note_timeout(now, self.down_threshold)
-                    else:
-                        self.stats.junk += 1
-                    continue
-            now = time.monotonic()
-            upstream.note_reply(now)
-            self._last_reply = now
-            self.stats.replies += 1
-            self.stats.by_rcode[resp.rcode] = self.stats.by_rcode.get(resp.rcode, 0) + 1
-            answer = Answer(qname, qtype, resp.rcode, resp.records, resp.ad)
-            return Lookup(answer, (now - t0) * 1000, attempts, upstream.name, transport, when)
-        self.stats.by_rcode[failure] = self.stats.by_rcode.get(failure, 0) + 1
-        rtt = (time.monotonic() - started) * 1000
-        return Lookup(Answer(qname, qtype, failure), rtt, attempts, upstream.name, "udp", when)
+            now = time.time()
+            for fut in self._joining.pop(q.key, ()):
+                self.stats.cache_hits += 1
+                if not fut.done():
+                    fut.set_result(Lookup(answer, 0.0, 0, result.resolver, "cache", now))
 
     def close(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
         for u in self.upstreams:
             u.close()
