@@ -19,6 +19,167 @@ def main() -> None:
 
 # --- reports: report, trend, diff, chart (mailauth_survey.report / .charts) ---
 
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "markdown", "json"]),
+    default="table",
+    show_default=True,
+    help="json/csv: every metric with its _pct and _mx_pct; table/markdown: for people.",
+)
+_LANG = click.option(
+    "--lang", type=click.Choice(["ja", "en"]), default="en", show_default=True, help="Labels."
+)
+_RESULTS = click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+
+
+def _reporting(run):  # type: ignore[no-untyped-def]
+    """Call run(); a bad input (missing DIR, unknown snapshot...) becomes a one-line error."""
+    from .report import ReportError
+
+    try:
+        return run()
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # unreadable parts, a folder that went away mid-read
+        raise click.ClickException(
+            f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+        ) from None
+
+
+@main.command("report")
+@_RESULTS
+@click.option("--snapshot", metavar="LABEL", help="Snapshot to report (default: the newest).")
+@click.option(
+    "--by",
+    type=click.Choice(["category", "mx_provider", "dns_provider"]),
+    default="category",
+    show_default=True,
+    help="Rows: .jp registration category, or the largest MX / DNS providers.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Providers shown by name with --by *_provider; the rest are 'other'.",
+)
+@_FORMAT
+@_LANG
+def report_command(directory, snapshot, by, top, fmt, lang) -> None:
+    """The adoption table of one snapshot in DIR, by group and in total.
+
+    Percentages are of the domains that exist (_pct) and of those with MX (_mx_pct); a domain
+    that ended in an error (timeout...) counts only in that error, never as "absent".
+    """
+    from . import report
+
+    def run() -> str:
+        label = report.resolve_snapshot(directory, snapshot)
+        table = report.report(directory, label, by=by, top=top)
+        return report.render(table, fmt, lang, title=label)
+
+    click.echo(_reporting(run), nl=False)
+
+
+@main.command("trend")
+@_RESULTS
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Metric to follow (repeatable; default: all), e.g. dmarc_valid.",
+)
+@_FORMAT
+@_LANG
+def trend_command(directory, metrics, fmt, lang) -> None:
+    """The metrics by category across every snapshot in DIR, oldest first."""
+    from . import report
+
+    def run() -> str:
+        return report.render_trend(report.trend(directory, metrics), fmt, lang)
+
+    click.echo(_reporting(run), nl=False)
+
+
+@main.command("diff")
+@_RESULTS
+@click.argument("a")
+@click.argument("b")
+@_FORMAT
+@_LANG
+def diff_command(directory, a, b, fmt, lang) -> None:
+    """What changed from snapshot A to snapshot B in DIR, over the domains in both.
+
+    Adopters gained and lost per metric (json lists the domains), and the transitions of the
+    DMARC policy and of SPF's effective all. A domain that errored in one snapshot is
+    'unknown', never gained or lost.
+    """
+    from . import report
+
+    def run() -> str:
+        return report.render_diff(report.diff(directory, a, b), fmt, lang)
+
+    click.echo(_reporting(run), nl=False)
+
+
+@main.command("chart")
+@_RESULTS
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write: .png (2400x1350, 150 dpi), .svg or .pdf.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["trend", "policy", "adoption", "providers"]),
+    default="adoption",
+    show_default=True,
+    help="trend: a metric over the snapshots; policy: DMARC policy mix; adoption: each "
+    "mechanism; providers: a metric at the largest providers.",
+)
+@_LANG
+@click.option("--snapshot", metavar="LABEL", help="Snapshot to chart (default: the newest).")
+@click.option("--metric", metavar="NAME", help="Metric of trend/providers (default dmarc_valid).")
+@click.option(
+    "--denominator",
+    type=click.Choice(["domains", "mx"]),
+    default="domains",
+    show_default=True,
+    help="Percent of the domains that exist, or of those with MX.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["mx_provider", "dns_provider"]),
+    default="mx_provider",
+    show_default=True,
+    help="Providers of the providers chart.",
+)
+@click.option(
+    "--top", type=click.IntRange(1, 50), default=15, show_default=True, help="Providers shown."
+)
+def chart_command(directory, out, kind, lang, snapshot, metric, denominator, by, top) -> None:
+    """Write a 16:9 chart of the snapshots in DIR, fit for a slide."""
+
+    def run() -> object:
+        from . import charts
+
+        return charts.chart(
+            directory,
+            out,
+            kind,
+            lang=lang,
+            snapshot=snapshot,
+            metric=metric,
+            denominator=denominator,
+            by=by,
+            top=top,
+        )
+
+    click.echo(f"wrote {_reporting(run)}", err=True)
+
 
 # --- collection: scan, reanalyze, spf-check, demo ---
 
