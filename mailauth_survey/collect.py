@@ -335,7 +335,7 @@ async def _scan_buckets(
     async def producer() -> None:
         for b, names in feed_order():
             if not names:
-                _write_bucket(b, [], [], ddir, rdir)
+                await asyncio.to_thread(_write_bucket, b, [], [], ddir, rdir)
                 continue
             pending[b] = len(names)
             rows[b], recs[b] = [], []
@@ -346,8 +346,15 @@ async def _scan_buckets(
 
     held: list[int] = []  # whole buckets kept back while no resolver answers
 
+    writes: list[asyncio.Future] = []
+
     def flush(b: int) -> None:
-        _write_bucket(b, rows.pop(b), recs.pop(b), ddir, rdir)
+        # Parquet encoding runs in a thread so that replies keep being read meanwhile.
+        writes.append(
+            asyncio.ensure_future(
+                asyncio.to_thread(_write_bucket, b, rows.pop(b), recs.pop(b), ddir, rdir)
+            )
+        )
         del pending[b]
 
     async def worker() -> None:
@@ -387,6 +394,9 @@ async def _scan_buckets(
         for t in [prod, *tasks]:
             t.cancel()
         await asyncio.gather(prod, *tasks, return_exceptions=True)
+        for result in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                fatal.append(result)
     if fatal:
         exc = fatal[0]
         if isinstance(exc, NoResolverAnswering):

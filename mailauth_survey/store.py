@@ -121,7 +121,10 @@ def write_part(
 ) -> Path:
     """Write rows as one Parquet part atomically (temporary file, fsync, rename)."""
     directory.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+    # Column by column: several times faster than Table.from_pylist on wide dict rows.
+    table = pa.Table.from_arrays(
+        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+    )
     final = directory / name
     tmp = directory / f".{name}.tmp-{os.getpid()}"
     pq.write_table(table, tmp, compression="zstd")
