@@ -192,7 +192,7 @@ def _resolver_help() -> str:
 
 
 @main.command()
-@click.argument("lists", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("lists", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder of the snapshots."
 )
@@ -227,8 +227,13 @@ def _resolver_help() -> str:
     help="Retries after a timeout (on another resolver when there is one).",
 )
 @click.option("--force", is_flag=True, help="Scan again over a snapshot that is already complete.")
+@click.option(
+    "--retry-errors",
+    is_flag=True,
+    help="Scan again only the domains of --snapshot that ended servfail, timeout or error, in place.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
-def scan(lists, out, snapshot, resolvers, qps, concurrency, timeout, retries, force, quiet) -> None:
+def scan(lists, out, snapshot, resolvers, qps, concurrency, timeout, retries, force, retry_errors, quiet) -> None:
     """Scan the domains of LISTS into a snapshot under --out.
 
     LISTS are text files with one domain a line, CSV files with a 'domain' column, or
@@ -236,8 +241,14 @@ def scan(lists, out, snapshot, resolvers, qps, concurrency, timeout, retries, fo
     Interrupted? Run the same command again: it continues where it stopped.
     """
     from .collect import ScanError, ScanOptions
+    from .collect import retry_errors as run_retry
     from .collect import scan as run_scan
     from .progress import ScanDisplay
+
+    if retry_errors and not snapshot:
+        raise click.UsageError("--retry-errors needs --snapshot LABEL")
+    if not lists and not retry_errors:
+        raise click.UsageError("give at least one domain list")
 
     options = ScanOptions(
         resolvers=list(resolvers),
@@ -249,15 +260,18 @@ def scan(lists, out, snapshot, resolvers, qps, concurrency, timeout, retries, fo
     display = ScanDisplay(enabled=not quiet)
     try:
         with display:
-            manifest = run_scan(
-                lists,
-                out,
-                snapshot=snapshot,
-                options=options,
-                force=force,
-                on_error=display.error,
-                on_progress=display.update,
-            )
+            if retry_errors:
+                manifest = run_retry(out, snapshot, options=options, on_progress=display.update)
+            else:
+                manifest = run_scan(
+                    lists,
+                    out,
+                    snapshot=snapshot,
+                    options=options,
+                    force=force,
+                    on_error=display.error,
+                    on_progress=display.update,
+                )
     except ScanError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -306,3 +320,7 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     click.echo(result)
     if reason:
         click.echo(reason)
+
+
+if __name__ == "__main__":
+    main()
