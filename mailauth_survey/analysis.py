@@ -124,12 +124,19 @@ def dns_provider(ns_hosts: list[str]) -> str | None:
 
 
 def analyze_domain(
-    domain: str, dns: AnswerSet, scanned_at: datetime | None = None
+    domain: str,
+    dns: AnswerSet,
+    scanned_at: datetime | None = None,
+    memo: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The full domains-table row of ``domain`` from ``dns``; ``dns.missing`` says what to fetch.
 
     The apex answers come first: until they are in, nothing else is asked, so a name that does
     not exist costs three queries (RFC 8020: nothing exists below an NXDOMAIN).
+
+    ``memo`` (the collector's, across its rounds) keeps each policy module's columns once the
+    module ran without missing an answer: answers are only ever added, so those columns are
+    final, and later rounds skip the module. The result is the same with or without it.
     """
     row: dict[str, Any] = dict.fromkeys(DOMAIN_COLUMNS)
     row.update(domain=domain, domain_unicode=to_unicode(domain), category=category(domain))
@@ -142,7 +149,15 @@ def analyze_domain(
     row.update(mx_columns(domain, dns))
     row.update(ns_columns(domain, dns))
     for module in POLICY_MODULES:
-        row.update(module.analyze(domain, dns))
+        name = module.__name__
+        if memo is not None and name in memo:
+            row.update(memo[name])
+            continue
+        before = dns.misses
+        cols = module.analyze(domain, dns)
+        if memo is not None and dns.misses == before:
+            memo[name] = cols
+        row.update(cols)
     return row
 
 

@@ -103,11 +103,14 @@ class AnswerSet:
     is added to :attr:`missing`, which is the collector's list of what to ask next.
     """
 
-    __slots__ = ("_answers", "missing")
+    __slots__ = ("_answers", "missing", "misses")
 
     def __init__(self, answers: Iterable[Answer] = ()) -> None:
         self._answers: dict[tuple[str, str], Answer] = {}
         self.missing: set[tuple[str, str]] = set()
+        #: How many times ``get`` found nothing: a function that ran without raising it read
+        #: only answers that are in, so its result can no longer change.
+        self.misses = 0
         for a in answers:
             self.add(a)
 
@@ -121,6 +124,7 @@ class AnswerSet:
         key = (normalize_name(qname), qtype.upper())
         found = self._answers.get(key)
         if found is None:
+            self.misses += 1
             self.missing.add(key)
             return Answer(key[0], key[1], MISSING)
         return found

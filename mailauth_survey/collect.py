@@ -104,6 +104,7 @@ async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[d
     # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
     need: list[tuple[str, str]] = [(domain, t) for t in APEX_QTYPES]
     row: dict[str, Any] = {}
+    memo: dict[str, dict[str, Any]] = {}
     for _round in range(MAX_ROUNDS):
         lookups = await asyncio.gather(
             *[fleet.lookup(q, t, shared=not _is_under(q, domain)) for q, t in need]
@@ -111,7 +112,7 @@ async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[d
         for lk in lookups:
             dns.add(lk.answer)
             records.append(record_row(domain, lk))
-        row = analyze_domain(domain, dns)
+        row = analyze_domain(domain, dns, memo=memo)
         if not dns.missing:
             break
         budget = MAX_QUERIES_PER_DOMAIN - len(records)
