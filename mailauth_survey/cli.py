@@ -226,6 +226,13 @@ def _resolver_help() -> str:
     show_default=True,
     help="Retries after a timeout (on another resolver when there is one).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes to scan with (one per core); the qps and concurrency caps are shared.",
+)
 @click.option("--force", is_flag=True, help="Scan again over a snapshot that is already complete.")
 @click.option(
     "--retry-errors",
@@ -234,7 +241,18 @@ def _resolver_help() -> str:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def scan(
-    lists, out, snapshot, resolvers, qps, concurrency, timeout, retries, force, retry_errors, quiet
+    lists,
+    out,
+    snapshot,
+    resolvers,
+    qps,
+    concurrency,
+    timeout,
+    retries,
+    workers,
+    force,
+    retry_errors,
+    quiet,
 ) -> None:
     """Scan the domains of LISTS into a snapshot under --out.
 
@@ -258,6 +276,7 @@ def scan(
         concurrency=concurrency,
         timeout=timeout,
         retries=retries,
+        workers=workers,
     )
     display = ScanDisplay(enabled=not quiet)
     try:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import os
+import queue as queue_module
 import shutil
 import sys
 import time
@@ -33,7 +35,7 @@ from . import __version__, store
 from .analysis import analyze_domain
 from .answers import APEX_QTYPES, AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
-from .resolver import Fleet, Lookup, NoResolverAnswering, Stats
+from .resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).
 MAX_ROUNDS = 30
@@ -58,6 +60,7 @@ class ScanOptions:
     timeout: float = 2.5
     retries: int = 2
     payload: int = 1232
+    workers: int = 1  # processes; each runs its own event loop and fleet
 
 
 @dataclass
@@ -244,7 +247,6 @@ def scan(
         previous["started_at"] if previous else datetime.now(UTC).isoformat(timespec="seconds")
     )
 
-    fleet_names = options.resolvers or []
     manifest: dict[str, Any] = {
         "schema_version": store.SCHEMA_VERSION,
         "package": "mailauth-survey",
@@ -269,29 +271,12 @@ def scan(
             if part_name(b) in done_parts:
                 progress.skipped += pq.ParquetFile(ddir / part_name(b)).metadata.num_rows
         progress.done = progress.skipped
-        fleet_holder: dict[str, Fleet] = {}
-
-        async def run() -> None:
-            fleet = Fleet(
-                fleet_names or None,
-                timeout=options.timeout,
-                retries=options.retries,
-                qps=options.qps,
-                concurrency=options.concurrency,
-                payload=options.payload,
-            )
-            fleet_holder["fleet"] = fleet
-            await fleet.open()
-            manifest["resolvers"] = fleet.names
-            store.write_manifest(out, label, manifest)
-            try:
-                await _scan_buckets(todo, work, fleet, ddir, rdir, progress, options, on_progress)
-            finally:
-                fleet.close()
-
-        with _event_loop_runner() as runner:
-            runner.run(run())
-        stats = fleet_holder["fleet"].stats
+        manifest["resolvers"] = options.resolvers or system_resolvers()
+        store.write_manifest(out, label, manifest)
+        if options.workers > 1 and len(todo) > 1:
+            stats = _run_workers(todo, work, ddir, rdir, progress, options, on_progress)
+        else:
+            stats = _run_buckets(todo, work, ddir, rdir, progress, options, on_progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -310,6 +295,141 @@ def scan(
     )
     store.write_manifest(out, label, manifest)
     return manifest
+
+
+def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
+    """A fleet for one process; with ``share`` processes each gets its part of the caps."""
+    return Fleet(
+        options.resolvers or None,
+        timeout=options.timeout,
+        retries=options.retries,
+        qps=options.qps / share if options.qps else 0,
+        concurrency=max(1, options.concurrency // share),
+        payload=options.payload,
+    )
+
+
+def _run_buckets(
+    todo: list[int],
+    work: Path,
+    ddir: Path,
+    rdir: Path,
+    progress: Progress,
+    options: ScanOptions,
+    on_progress: Callable[[Progress], None] | None,
+    share: int = 1,
+) -> Stats:
+    """Scan the ``todo`` buckets in this process, on its own event loop."""
+
+    async def run() -> Stats:
+        fleet = _new_fleet(options, share)
+        await fleet.open()
+        try:
+            await _scan_buckets(todo, work, fleet, ddir, rdir, progress, options, on_progress)
+        finally:
+            fleet.close()
+        return fleet.stats
+
+    with _event_loop_runner() as runner:
+        return runner.run(run())
+
+
+def _worker_main(
+    index: int,
+    todo: list[int],
+    work: Path,
+    ddir: Path,
+    rdir: Path,
+    options: ScanOptions,
+    share: int,
+    channel: Any,
+) -> None:
+    """One ``--workers`` process: its buckets, progress and the end sent back on ``channel``."""
+    progress = Progress()
+    sent = {"done": 0, "status": Counter(), "at": 0.0}
+
+    def report(p: Progress, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - sent["at"] < 0.25:
+            return
+        delta = p.by_status - sent["status"]
+        channel.put(("progress", index, p.done - sent["done"], dict(delta), p.queries))
+        sent.update(done=p.done, status=Counter(p.by_status), at=now)
+
+    try:
+        stats = _run_buckets(todo, work, ddir, rdir, progress, options, report, share)
+        report(progress, final=True)
+        channel.put(("done", index, asdict(stats)))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as one line
+        channel.put(("fatal", index, str(exc) or exc.__class__.__name__))
+
+
+def _run_workers(
+    todo: list[int],
+    work: Path,
+    ddir: Path,
+    rdir: Path,
+    progress: Progress,
+    options: ScanOptions,
+    on_progress: Callable[[Progress], None] | None,
+) -> Stats:
+    """Spread the buckets over ``options.workers`` processes (one event loop and fleet each)."""
+    n = min(options.workers, len(todo))
+    ctx = multiprocessing.get_context("spawn")
+    channel = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(i, todo[i::n], work, ddir, rdir, options, n, channel),
+            daemon=True,
+        )
+        for i in range(n)
+    ]
+    for proc in procs:
+        proc.start()
+    total = Stats()
+    queries = [0] * n
+    finished = 0
+    try:
+        while finished < n:
+            try:
+                msg = channel.get(timeout=1.0)
+            except queue_module.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise ScanError(
+                        f"a scan worker died (exit code {dead[0].exitcode}); run the same command again to resume"
+                    ) from None
+                continue
+            kind, index = msg[0], msg[1]
+            if kind == "progress":
+                _, _, done, statuses, q = msg
+                progress.done += done
+                progress.by_status.update(statuses)
+                queries[index] = q
+                progress.queries = sum(queries)
+                if on_progress is not None:
+                    on_progress(progress)
+            elif kind == "done":
+                finished += 1
+                _add_stats(total, msg[2])
+            else:
+                raise ScanError(f"{msg[2]}")
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(5)
+    return total
+
+
+def _add_stats(total: Stats, part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if key == "by_rcode":
+            for rcode, count in value.items():
+                total.by_rcode[rcode] = total.by_rcode.get(rcode, 0) + count
+        else:
+            setattr(total, key, getattr(total, key) + value)
 
 
 async def _scan_buckets(
@@ -414,16 +534,6 @@ def _write_bucket(b: int, rows: list[dict], recs: list[dict], ddir: Path, rdir: 
     store.write_part(ddir, part_name(b), rows, store.DOMAINS_SCHEMA)
 
 
-def scan_elapsed(manifest: dict[str, Any]) -> float:
-    start = datetime.fromisoformat(manifest["started_at"])
-    end = datetime.fromisoformat(manifest["finished_at"])
-    return max(0.0, (end - start).total_seconds())
-
-
-def now() -> float:
-    return time.time()
-
-
 def retry_errors(
     out: str | Path,
     label: str,
@@ -458,14 +568,7 @@ def retry_errors(
             progress.total += len(names)
 
     async def run() -> Stats:
-        fleet = Fleet(
-            options.resolvers or None,
-            timeout=options.timeout,
-            retries=options.retries,
-            qps=options.qps,
-            concurrency=options.concurrency,
-            payload=options.payload,
-        )
+        fleet = _new_fleet(options)
         await fleet.open()
         sem = asyncio.Semaphore(options.concurrency)
 

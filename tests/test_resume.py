@@ -111,3 +111,20 @@ def test_retry_errors_rescans_only_failed_domains_in_place(
     assert "TIMEOUT" not in set(r["rcode"])  # the old answers were replaced, not appended
     assert manifest["status_counts"] == {"ok": 3}
     assert manifest["retries"][0]["domains"] == 3
+
+
+def test_workers_give_the_same_snapshot_as_one_process(tmp_path, nsd_factory) -> None:
+    server = nsd_factory(_population())
+    lst = write_list(tmp_path / "list.txt", NAMES)
+    env = {**os.environ, "MAILAUTH_SURVEY_BUCKET_BYTES": "400"}
+    for out, workers in (("one", "1"), ("two", "2")):
+        cmd = _cmd(lst, tmp_path / out, server.address, 0) + ["--workers", workers]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    d1, r1 = _comparable(tmp_path / "one")
+    d2, r2 = _comparable(tmp_path / "two")
+    pd.testing.assert_frame_equal(d1, d2)
+    pd.testing.assert_frame_equal(r1, r2)
+    m = json.loads(store.manifest_path(tmp_path / "two", "q").read_text())
+    assert m["options"]["workers"] == 2 and m["domains"] == len(NAMES)
+    assert m["queries"]["queries"] > 0
