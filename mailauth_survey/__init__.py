@@ -1,3 +1,44 @@
-"""mailauth-survey: email authentication and transport security adoption across .jp."""
+"""mailauth-survey: email authentication and transport security adoption across .jp.
+
+The notebook API, the same engine as the command line::
+
+    import mailauth_survey as ms
+    ms.scan(["jp-names.txt"], "results", snapshot="2026Q4", options=ms.ScanOptions(resolvers=["127.0.0.1"]))
+    df = ms.load("results")
+    ms.adoption(df[df.snapshot == "2026Q4"], by="category")
+
+Attributes are imported on first use, so ``import mailauth_survey`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "load": "report",
+    "adoption": "report",
+    "report": "report",
+    "trend": "report",
+    "diff": "report",
+    "chart": "charts",
+    "scan": "collect",
+    "retry_errors": "collect",
+    "ScanOptions": "collect",
+    "reanalyze": "analysis",
+    "analyze_domain": "analysis",
+    "check_host": "spf",
+    "Answer": "answers",
+    "AnswerSet": "answers",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mailauth_survey' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,30 @@
+"""The notebook API is the CLI's engine, and importing the package stays cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import mailauth_survey as ms
+from mailauth_survey import analysis, collect, report, spf
+
+
+def test_api_names_are_the_engine_functions() -> None:
+    assert ms.load is report.load
+    assert ms.adoption is report.adoption
+    assert ms.scan is collect.scan
+    assert ms.reanalyze is analysis.reanalyze
+    assert ms.check_host is spf.check_host
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        ms.no_such_thing  # noqa: B018
+
+
+def test_import_does_not_load_pandas() -> None:
+    code = "import sys, mailauth_survey; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
