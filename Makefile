@@ -11,7 +11,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,fast,charts]'
+	$(BIN)/pip install -q -e '.[test,fast,charts,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -233,6 +233,12 @@ def _resolver_help() -> str:
     show_default=True,
     help="Processes to scan with (one per core); the qps and concurrency caps are shared.",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: tcp://SCHEDULER:8786, or local:N for N local worker processes "
+    "(needs the 'cluster' extra).",
+)
 @click.option("--force", is_flag=True, help="Scan again over a snapshot that is already complete.")
 @click.option(
     "--retry-errors",
@@ -250,6 +256,7 @@ def scan(
     timeout,
     retries,
     workers,
+    cluster,
     force,
     retry_errors,
     quiet,
@@ -277,6 +284,7 @@ def scan(
         timeout=timeout,
         retries=retries,
         workers=workers,
+        cluster=cluster,
     )
     display = ScanDisplay(enabled=not quiet)
     try:

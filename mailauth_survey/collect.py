@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class ScanOptions:
     retries: int = 2
     payload: int = 1232
     workers: int = 1  # processes; each runs its own event loop and fleet
+    cluster: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or local:N
 
 
 @dataclass
@@ -273,10 +275,20 @@ def scan(
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
         store.write_manifest(out, label, manifest)
-        if options.workers > 1 and len(todo) > 1:
+        if options.cluster:
+            from .cluster import run_on_cluster
+
+            stats, shards = run_on_cluster(
+                options.cluster, label, todo, partial(bucket_domains, work), ddir, rdir,
+                progress, options, on_progress,
+            )  # fmt: skip
+            manifest["shards"] = (previous or {}).get("shards", []) + shards
+        elif options.workers > 1 and len(todo) > 1:
             stats = _run_workers(todo, work, ddir, rdir, progress, options, on_progress)
         else:
-            stats = _run_buckets(todo, work, ddir, rdir, progress, options, on_progress)
+            stats = _run_buckets(
+                todo, partial(bucket_domains, work), ddir, rdir, progress, options, on_progress
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -311,7 +323,7 @@ def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
 
 def _run_buckets(
     todo: list[int],
-    work: Path,
+    names_of: Callable[[int], list[str]],
     ddir: Path,
     rdir: Path,
     progress: Progress,
@@ -325,7 +337,7 @@ def _run_buckets(
         fleet = _new_fleet(options, share)
         await fleet.open()
         try:
-            await _scan_buckets(todo, work, fleet, ddir, rdir, progress, options, on_progress)
+            await _scan_buckets(todo, names_of, fleet, ddir, rdir, progress, options, on_progress)
         finally:
             fleet.close()
         return fleet.stats
@@ -357,7 +369,9 @@ def _worker_main(
         sent.update(done=p.done, status=Counter(p.by_status), at=now)
 
     try:
-        stats = _run_buckets(todo, work, ddir, rdir, progress, options, report, share)
+        stats = _run_buckets(
+            todo, partial(bucket_domains, work), ddir, rdir, progress, options, report, share
+        )
         report(progress, final=True)
         channel.put(("done", index, asdict(stats)))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as one line
@@ -434,7 +448,7 @@ def _add_stats(total: Stats, part: dict[str, Any]) -> None:
 
 async def _scan_buckets(
     todo: list[int],
-    work: Path,
+    names_of: Callable[[int], list[str]],
     fleet: Fleet,
     ddir: Path,
     rdir: Path,
@@ -451,7 +465,7 @@ async def _scan_buckets(
 
     def feed_order() -> Iterator[tuple[int, list[str]]]:
         for b in todo:
-            yield b, bucket_domains(work, b)
+            yield b, names_of(b)
 
     async def producer() -> None:
         for b, names in feed_order():

@@ -28,3 +28,9 @@ def test_import_does_not_load_pandas() -> None:
     code = "import sys, mailauth_survey; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_single_machine_path_does_not_import_distributed() -> None:
+    code = "import sys, mailauth_survey.collect, mailauth_survey.cli; print('distributed' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
