@@ -32,6 +32,8 @@ from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, 
 
 DEFAULT_PORT = 53
 MAX_CNAME_CHAIN = 8
+#: More records than this in one answer is junk from a hostile or broken zone.
+MAX_ANSWER_RECORDS = 256
 SOCKET_BUFFER = 4 << 20
 #: How often the timeout FIFO is swept (seconds).
 TICK = 0.02
@@ -471,6 +473,11 @@ class Fleet:
         if q.first_ad is None:
             q.first_ad = resp.ad
             q.resolver = q.upstream.name
+        if len(resp.records) > MAX_ANSWER_RECORDS:
+            # A zone's answer is bounded like everything a zone controls; an absurd one is an
+            # error, stated, never a silently shortened record set.
+            self._finish(q, Answer(q.qname, q.qtype, ERROR, tuple(q.records)))
+            return
         records = q.records
         for r in resp.records:
             if r not in records:

@@ -21,7 +21,8 @@ import dns.rrset
 
 
 class FakeDns:
-    """Modes: ``junk`` (junk replies before the real one), ``junk-only``, ``drop`` (drop the
+    """Modes: ``junk`` (junk replies before the real one), ``junk-only``, ``cname`` (every
+    name is a CNAME to another), ``drop`` (drop the
     first ``drop_first`` attempts of every query), ``tc`` (truncated, no TCP), ``slow``."""
 
     def __init__(
@@ -48,7 +49,9 @@ class FakeDns:
         resp = dns.message.make_response(query)
         q = query.question[0]
         name = q.name.to_text(omit_final_dot=True).lower()
-        if name == self.suffix or name.endswith("." + self.suffix):
+        if self.mode == "cname":
+            resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "CNAME", f"n.{name}."))
+        elif name == self.suffix or name.endswith("." + self.suffix):
             if dns.rdatatype.to_text(q.rdtype) == "MX":
                 resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "MX", f"10 mx.{name}."))
         else:
