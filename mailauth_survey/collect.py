@@ -63,6 +63,7 @@ class ScanOptions:
     payload: int = 1232
     workers: int = 1  # processes; each runs its own event loop and fleet
     cluster: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or local:N
+    dead_after: float = 45.0  # seconds of silence from every resolver that stop the scan
 
 
 @dataclass
@@ -318,6 +319,7 @@ def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
         qps=options.qps / share if options.qps else 0,
         concurrency=max(1, options.concurrency // share),
         payload=options.payload,
+        dead_after=options.dead_after,
     )
 
 

@@ -10,9 +10,10 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from mailauth_survey import store
-from mailauth_survey.collect import ScanOptions, retry_errors, scan
+from mailauth_survey.collect import ScanError, ScanOptions, retry_errors, scan
 from tests.conftest import write_list
 from tests.nsd import zone
 
@@ -128,3 +129,25 @@ def test_workers_give_the_same_snapshot_as_one_process(tmp_path, nsd_factory) ->
     m = json.loads(store.manifest_path(tmp_path / "two", "q").read_text())
     assert m["options"]["workers"] == 2 and m["domains"] == len(NAMES)
     assert m["queries"]["queries"] > 0
+
+
+def test_no_resolver_answering_stops_the_scan_and_stores_nothing(
+    tmp_path, nsd_factory, silent_resolver
+) -> None:
+    lst = write_list(tmp_path / "l.txt", NAMES[:40])
+    out = tmp_path / "out"
+    opts = ScanOptions(
+        resolvers=[silent_resolver], timeout=0.2, retries=0, dead_after=1.0, concurrency=8
+    )
+    started = time.monotonic()
+    with pytest.raises(ScanError, match="no resolver answered") as err:
+        scan([lst], out, snapshot="q", options=opts)
+    assert time.monotonic() - started < 30
+    assert "\n" not in str(err.value)
+    ddir, rdir = store.snapshot_dirs(out, "q")
+    assert not list(ddir.glob("part-*.parquet")) and not list(rdir.glob("part-*.parquet"))
+    # With a resolver back, the same scan resumes and completes.
+    server = nsd_factory(_population())
+    scan([lst], out, snapshot="q", options=ScanOptions(resolvers=[server.address]))
+    d = pd.read_parquet(out / "domains")
+    assert sorted(d["domain"]) == sorted(NAMES[:40]) and (d["status"] == "ok").all()
