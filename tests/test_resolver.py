@@ -126,3 +126,19 @@ async def test_cache_only_for_shared_names_and_only_definite_answers(fake) -> No
     assert first.transport == "udp" and second.transport == "cache" and unshared.transport == "udp"
     assert second.answer == first.answer
     assert server.seen[("_spf.provider.jp.", 15)] == 2
+
+
+def test_scan_against_junk_only_resolver_ends_timeout_with_junk_counted(tmp_path, fake) -> None:
+    from mailauth_survey.collect import ScanOptions, scan
+    from tests.conftest import write_list
+
+    server = fake("junk-only")
+    lst = write_list(tmp_path / "l.txt", ["a.jp", "b.jp"])
+    m = scan(
+        [lst],
+        tmp_path / "out",
+        snapshot="j",
+        options=ScanOptions(resolvers=[server.address], timeout=0.2, retries=1),
+    )
+    assert m["status_counts"] == {"timeout": 2}
+    assert m["queries"]["junk"] >= 2 * 3 * 2 * 4  # domains x apex queries x attempts x junk kinds
