@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# NSD serves the test zones; dnsperf is the benchmark's reference. Installed when missing and root.
+# NSD serves the test zones, Unbound validates DNSSEC in front of it (zones signed with ldnsutils);
+# dnsperf is the benchmark's reference. Installed when missing and root.
 system-deps:
-	@if ! command -v nsd >/dev/null 2>&1 || ! command -v dnsperf >/dev/null 2>&1; then \
+	@if ! command -v nsd >/dev/null 2>&1 || ! command -v dnsperf >/dev/null 2>&1 \
+	  || ! [ -x /usr/sbin/unbound ] || ! command -v ldns-signzone >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nsd dnsperf >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nsd dnsperf unbound ldnsutils >/dev/null; \
 	  else \
-	    echo "nsd/dnsperf missing: run 'sudo apt-get install nsd dnsperf'" >&2; exit 1; \
+	    echo "test servers missing: run 'sudo apt-get install nsd dnsperf unbound ldnsutils'" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from . import bimi, dkim, dmarc, mta_sts, spf, store, tlsrpt
+from . import bimi, dane, dkim, dmarc, mta_sts, spf, store, tlsrpt
 from .answers import (
     APEX_QTYPES,
     NOERROR,
@@ -37,7 +37,7 @@ MAX_MX_HOSTS = 10
 
 _STATUS_OF_RCODE = {SERVFAIL: "servfail", REFUSED: "refused", TIMEOUT: "timeout"}
 
-POLICY_MODULES = (spf, dmarc, dkim, mta_sts, tlsrpt, bimi)
+POLICY_MODULES = (spf, dmarc, dkim, mta_sts, tlsrpt, bimi, dane)
 
 
 def domain_status(domain: str, dns: AnswerSet) -> str:
@@ -67,7 +67,7 @@ def parse_mx(rdatas: list[str]) -> tuple[list[str], bool]:
     null = False
     for text in rdatas:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
             continue
         exchange = normalize_name(parts[1])
         if exchange == "":

@@ -473,6 +473,8 @@ class Fleet:
         if q.first_ad is None:
             q.first_ad = resp.ad
             q.resolver = q.upstream.name
+        else:
+            q.first_ad = q.first_ad and resp.ad  # every step of a CNAME chain must validate
         if len(resp.records) > MAX_ANSWER_RECORDS:
             # A zone's answer is bounded like everything a zone controls; an absurd one is an
             # error, stated, never a silently shortened record set.

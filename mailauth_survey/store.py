@@ -74,6 +74,9 @@ DOMAINS_SCHEMA = pa.schema(
         ("bimi_status", _STR),
         # Beyond SPEC.md's list (same style): the SPF policy passes any address.
         ("spf_pass_any", pa.bool_()),
+        # Transport security (issue 7): DNSSEC-validated apex answers; DANE on every MX.
+        ("dnssec", pa.bool_()),
+        ("dane", pa.bool_()),
     ]
 )
 

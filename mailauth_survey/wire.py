@@ -127,20 +127,29 @@ def _class_name(value: int) -> str:
 
 
 def make_query(
-    qid: int, qname: str, qtype: str, *, payload: int = 1232, dnssec_ok: bool = False
+    qid: int,
+    qname: str,
+    qtype: str,
+    *,
+    payload: int = 1232,
+    dnssec_ok: bool = False,
+    ad: bool = True,
 ) -> bytes:
     """A recursive query with EDNS0 advertising ``payload`` bytes (0: no EDNS).
 
-    ``dnssec_ok`` sets the DO bit, which lives in the OPT record, so it needs ``payload > 0``.
+    ``ad`` sets AD in the query, which asks a validating resolver to say whether the answer
+    validated (RFC 6840 5.7) without the size of DO's signatures. ``dnssec_ok`` sets the DO bit,
+    which lives in the OPT record, so it needs ``payload > 0``.
     """
     if not 0 <= qid <= 0xFFFF:
         raise WireError(f"query id out of range: {qid}")
     question = _question(qname, qtype)
+    flags = _RD | _AD if ad else _RD
     if not payload:
         if dnssec_ok:
             raise WireError("dnssec_ok needs EDNS (payload > 0)")
-        return _HEADER.pack(qid, _RD, 1, 0, 0, 0) + question
-    return _HEADER.pack(qid, _RD, 1, 0, 0, 1) + question + _opt_rr(payload, dnssec_ok)
+        return _HEADER.pack(qid, flags, 1, 0, 0, 0) + question
+    return _HEADER.pack(qid, flags, 1, 0, 0, 1) + question + _opt_rr(payload, dnssec_ok)
 
 
 @lru_cache(maxsize=16384)
@@ -451,9 +460,9 @@ def _tlsa_text(data: bytes, pos: int, end: int) -> str:
         raise WireError("short TLSA rdata")
     usage, selector, mtype = data[pos], data[pos + 1], data[pos + 2]
     cert = data[pos + 3 : end]
-    # dnspython refuses digests of the wrong length for SHA-256 / SHA-512.
-    if (mtype == 1 and len(cert) != 32) or (mtype == 2 and len(cert) != 64):
-        raise WireError("TLSA digest length does not match its matching type")
+    # A digest of the wrong length for its matching type is rendered as it is (dnspython
+    # refuses it): one bad TLSA record must not make the whole reply junk; dane.parse_tlsa
+    # reports it.
     hexed = cert.hex()
     if len(hexed) > 128:  # dnspython breaks hex into 128-character words
         hexed = " ".join(hexed[i : i + 128] for i in range(0, len(hexed), 128))

@@ -483,7 +483,7 @@ def test_make_query_matches_dnspython(qid, qname, dot, qtype, payload, dnssec_ok
     )
     msg = dns.message.from_wire(wire)
     assert msg.id == qid
-    assert msg.flags == dns.flags.RD
+    assert msg.flags == dns.flags.RD | dns.flags.AD  # AD asks for validation (RFC 6840 5.7)
     assert len(msg.question) == 1
     q = msg.question[0]
     assert q.name.to_text() == qname + "."  # case kept
@@ -500,6 +500,7 @@ def test_make_query_matches_dnspython(qid, qname, dot, qtype, payload, dnssec_ok
             qname, qtype, use_edns=0, payload=payload, want_dnssec=dnssec_ok
         )
         ref.id = qid
+        ref.flags |= dns.flags.AD
         assert wire == ref.to_wire()
     else:
         assert msg.edns == -1
@@ -677,8 +678,7 @@ A_RR_TAIL = b"\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\xc0\x00\x02\x01"
         + QUESTION
         + b"\xc0\x0c\x00\x06\x00\x01\x00\x00\x00\x00\x00\x19\x00\x00"
         + bytes(21),
-        # TLSA SHA-256 digest of the wrong length, TXT string running past its rdata
-        _header() + QUESTION + b"\xc0\x0c\x00\x34\x00\x01\x00\x00\x00\x00\x00\x05\x03\x01\x01ab",
+        # TXT string running past its rdata
         _header() + QUESTION + b"\xc0\x0c\x00\x10\x00\x01\x00\x00\x00\x00\x00\x02\x05a",
         # name longer than 255 bytes (five 63-byte labels)
         _header(an=0) + b"\x3f" * 0 + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01",
@@ -733,3 +733,9 @@ def test_pointer_chain_limit(hops: int, ok: bool) -> None:
     else:
         with pytest.raises(WireError):
             parse_response(wire)
+
+
+def test_tlsa_digest_of_wrong_length_is_rendered_not_junk() -> None:
+    """One bad TLSA record must not make a whole reply junk (dane.parse_tlsa reports it)."""
+    wire = _header() + QUESTION + b"\xc0\x0c\x00\x34\x00\x01\x00\x00\x00\x00\x00\x05\x03\x01\x01ab"
+    assert parse_response(wire).records[0].endswith("TLSA 3 1 1 6162")
