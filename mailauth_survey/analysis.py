@@ -8,7 +8,8 @@ asks and does not find is the collector's next round of queries.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ from .answers import (
     normalize_name,
 )
 from .domains import category, registrable_domain, to_unicode
+from .probes import (
+    KIND_POLICY,
+    KIND_SMTP,
+    STARTTLS_COLUMNS,
+    PolicyFetch,
+    SmtpProbe,
+    from_row,
+    starttls_columns,
+)
 
 DOMAIN_COLUMNS = store.DOMAIN_COLUMNS
 
@@ -123,11 +133,33 @@ def dns_provider(ns_hosts: list[str]) -> str | None:
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
 
+@dataclass
+class DomainProbes:
+    """The stored probes a domain's transport-security columns are computed from."""
+
+    policy: PolicyFetch | None = None  # the MTA-STS policy fetch; None: none was made
+    smtp: list[SmtpProbe] | None = None  # its MX hosts' STARTTLS probes; None: not probed
+
+
+def transport_columns(
+    domain: str, row: dict[str, Any], probes: DomainProbes | None
+) -> dict[str, Any]:
+    """MTA-STS policy and STARTTLS columns (pure): null where nothing was probed."""
+    probes = probes or DomainProbes()
+    cols = mta_sts.policy_columns(domain, row["mta_sts_status"], probes.policy, row["mx_hosts"])
+    if probes.smtp is None:
+        cols.update(dict.fromkeys(STARTTLS_COLUMNS))
+    else:
+        cols.update(starttls_columns(row["mx_hosts"], probes.smtp))
+    return cols
+
+
 def analyze_domain(
     domain: str,
     dns: AnswerSet,
     scanned_at: datetime | None = None,
     memo: dict[str, dict[str, Any]] | None = None,
+    probes: DomainProbes | None = None,
 ) -> dict[str, Any]:
     """The full domains-table row of ``domain`` from ``dns``; ``dns.missing`` says what to fetch.
 
@@ -158,6 +190,11 @@ def analyze_domain(
         if memo is not None and dns.misses == before:
             memo[name] = cols
         row.update(cols)
+    if row["mta_sts_status"] == "valid":
+        # Where the policy is served: the collector fetches it from these addresses.
+        dns.get(f"mta-sts.{domain}", "A")
+        dns.get(f"mta-sts.{domain}", "AAAA")
+    row.update(transport_columns(domain, row, probes))
     return row
 
 
@@ -178,8 +215,35 @@ def answers_by_domain(
     return grouped
 
 
+def load_probes(
+    out: str | Path, label: str
+) -> tuple[dict[str, PolicyFetch], dict[str, list[SmtpProbe]]]:
+    """A snapshot's stored probes: policy fetches by domain, SMTP probes by MX host."""
+    policies: dict[str, PolicyFetch] = {}
+    smtp: dict[str, list[SmtpProbe]] = defaultdict(list)
+    for part in sorted(store.probes_dir(out, label).glob("part-*.parquet")):
+        for r in pq.read_table(part).to_pylist():
+            if r["kind"] == KIND_POLICY and r["domain"]:
+                policies[r["domain"]] = from_row(r)
+            elif r["kind"] == KIND_SMTP and r["host"]:
+                smtp[r["host"]].append(from_row(r))
+    return policies, dict(smtp)
+
+
+def domain_probes(
+    domain: str,
+    mx_hosts: list[str] | None,
+    policies: dict[str, PolicyFetch],
+    smtp: dict[str, list[SmtpProbe]] | None,
+) -> DomainProbes:
+    """The probes of one domain among a snapshot's (``smtp`` None: SMTP was not probed)."""
+    hosts = (mx_hosts or [])[:MAX_MX_HOSTS]
+    found = None if smtp is None else [p for h in hosts for p in smtp.get(h, ())]
+    return DomainProbes(policies.get(domain), found)
+
+
 def reanalyze(out: str | Path, label: str) -> int:
-    """Rebuild the domains table of snapshot ``label`` from its records, with no network.
+    """Rebuild the domains table of snapshot ``label`` from its records and probes, no network.
 
     Each records part becomes the domains part of the same name (written atomically). Returns
     the number of domains written.
@@ -188,13 +252,19 @@ def reanalyze(out: str | Path, label: str) -> int:
     parts = sorted(rdir.glob("part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"snapshot {label} has no records in {rdir}")
+    manifest = store.read_manifest(out, label) or {}
+    policies, smtp = load_probes(out, label)
+    smtp_probed = bool(manifest.get("options", {}).get("probe_smtp"))
     total = 0
     for part in parts:
         grouped = answers_by_domain(pq.read_table(part).to_pylist())
         rows = []
         for domain in sorted(grouped):
             dns, when = grouped[domain]
-            rows.append(analyze_domain(domain, dns, when))
+            row = analyze_domain(domain, dns, when)
+            probes = domain_probes(domain, row["mx_hosts"], policies, smtp if smtp_probed else None)
+            row.update(transport_columns(domain, row, probes))
+            rows.append(row)
         store.write_part(ddir, part.name, rows, store.DOMAINS_SCHEMA)
         total += len(rows)
     return total

@@ -239,6 +239,42 @@ def _resolver_help() -> str:
     help="Run on a Dask cluster: tcp://SCHEDULER:8786, or local:N for N local worker processes "
     "(needs the 'cluster' extra).",
 )
+@click.option(
+    "--mta-sts-policy/--no-mta-sts-policy",
+    default=True,
+    show_default=True,
+    help="Fetch the MTA-STS policy over HTTPS for domains with a valid _mta-sts record.",
+)
+@click.option(
+    "--probe-smtp",
+    is_flag=True,
+    help="Probe STARTTLS on port 25 of every MX host (once per host; many networks block port 25).",
+)
+@click.option(
+    "--ehlo-name",
+    default="mailauth-survey.invalid",
+    show_default=True,
+    help="Name the SMTP probes introduce themselves with (EHLO).",
+)
+@click.option("--info-url", help="Page about the survey, sent in the HTTPS User-Agent.")
+@click.option(
+    "--exclude",
+    "exclude",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Opt-out list: domains and networks (CIDR) never probed, one a line.",
+)
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    help="Allow probes to loopback and private addresses (tests only).",
+)
+@click.option(
+    "--probe-timeout",
+    type=click.FloatRange(0.1, 120),
+    default=10,
+    show_default=True,
+    help="Seconds for one HTTPS or SMTP probe.",
+)
 @click.option("--force", is_flag=True, help="Scan again over a snapshot that is already complete.")
 @click.option(
     "--retry-errors",
@@ -257,6 +293,13 @@ def scan(
     retries,
     workers,
     cluster,
+    mta_sts_policy,
+    probe_smtp,
+    ehlo_name,
+    info_url,
+    exclude,
+    allow_private,
+    probe_timeout,
     force,
     retry_errors,
     quiet,
@@ -285,6 +328,13 @@ def scan(
         retries=retries,
         workers=workers,
         cluster=cluster,
+        mta_sts_policy=mta_sts_policy,
+        probe_smtp=probe_smtp,
+        ehlo_name=ehlo_name,
+        info_url=info_url,
+        exclude=exclude,
+        allow_private=allow_private,
+        probe_timeout=probe_timeout,
     )
     display = ScanDisplay(enabled=not quiet)
     try:
@@ -301,7 +351,7 @@ def scan(
                     on_error=display.error,
                     on_progress=display.update,
                 )
-    except ScanError as exc:
+    except (ScanError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; run the same command again to resume") from None

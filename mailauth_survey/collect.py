@@ -33,9 +33,19 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from . import __version__, store
-from .analysis import analyze_domain
+from .analysis import MAX_MX_HOSTS, DomainProbes, analyze_domain, transport_columns
 from .answers import APEX_QTYPES, AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
+from .probes import (
+    PROBES_SCHEMA,
+    ProbeSettings,
+    SmtpProber,
+    dns_failure,
+    domain_excluded,
+    fetch_policy,
+    load_exclusions,
+    to_row,
+)
 from .resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).
@@ -64,6 +74,17 @@ class ScanOptions:
     workers: int = 1  # processes; each runs its own event loop and fleet
     cluster: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or local:N
     dead_after: float = 45.0  # seconds of silence from every resolver that stop the scan
+    # Transport security probes beyond DNS (never to non-global addresses unless allow_private).
+    mta_sts_policy: bool = True  # fetch https://mta-sts.<domain>/.well-known/mta-sts.txt
+    probe_smtp: bool = False  # STARTTLS on port 25 of every MX host (opt-in)
+    allow_private: bool = False
+    exclude: str | None = None  # opt-out list: domains and networks never probed
+    ehlo_name: str = "mailauth-survey.invalid"
+    info_url: str | None = None  # a page about the survey, in the User-Agent
+    probe_timeout: float = 10.0
+    https_port: int = 443
+    smtp_port: int = 25
+    cafile: str | None = None
 
 
 @dataclass
@@ -103,8 +124,74 @@ def record_row(domain: str, lk: Lookup) -> dict[str, Any]:
     }
 
 
-async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Collect what the analysis of ``domain`` needs; return its row and its records."""
+class Probing:
+    """The probes beyond DNS one scan makes: MTA-STS policies over HTTPS, STARTTLS on port 25.
+
+    SMTP hosts are probed once per scan (per process) however many domains share them; their
+    rows go to the probes table with the first domain that needed them.
+    """
+
+    def __init__(self, settings: ProbeSettings, *, policy: bool, smtp: bool) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.prober = SmtpProber(settings) if smtp else None
+        self._emitted: set[str] = set()
+
+    @classmethod
+    def from_options(cls, options: ScanOptions) -> Probing | None:
+        if not (options.mta_sts_policy or options.probe_smtp):
+            return None
+        domains, networks = load_exclusions(options.exclude) if options.exclude else ((), ())
+        settings = ProbeSettings(
+            timeout=options.probe_timeout,
+            ehlo_name=options.ehlo_name,
+            info_url=options.info_url,
+            allow_private=options.allow_private,
+            exclude_domains=frozenset(domains),
+            exclude_networks=tuple(networks),
+            https_port=options.https_port,
+            smtp_port=options.smtp_port,
+            cafile=options.cafile,
+        )
+        return cls(settings, policy=options.mta_sts_policy, smtp=options.probe_smtp)
+
+    async def run(
+        self, domain: str, row: dict[str, Any], dns: AnswerSet
+    ) -> tuple[DomainProbes, list[dict]]:
+        out: list[dict] = []
+        fetch = None
+        if self.policy and row["mta_sts_status"] == "valid":
+            host = f"mta-sts.{domain}"
+            answers = [dns.get(host, "A"), dns.get(host, "AAAA")]
+            addresses = [ip for a in answers for ip in a.rdata()]
+            if addresses:
+                fetch = await fetch_policy(domain, addresses, self.settings)
+            else:
+                why = "/".join(f"{a.qtype} {a.rcode}" for a in answers)
+                fetch = dns_failure(domain, f"no address for {host} ({why})", self.settings)
+            out.append({**to_row(fetch), "domain": domain})
+        smtp = None
+        if self.prober is not None and row["mx_hosts"] is not None:
+            smtp = []
+            excluded = domain_excluded(domain, self.settings)
+            for host in row["mx_hosts"][:MAX_MX_HOSTS]:
+                addresses = [ip for t in ("A", "AAAA") for ip in dns.get(host, t).rdata()]
+                probes = await self.prober.probe(host, addresses, domain)
+                smtp.extend(probes)
+                if not excluded and host not in self._emitted:
+                    self._emitted.add(host)
+                    out.extend(to_row(p) for p in probes)
+        return DomainProbes(fetch, smtp), out
+
+    async def close(self) -> None:
+        if self.prober is not None:
+            await self.prober.aclose()
+
+
+async def scan_domain(
+    domain: str, fleet: Fleet, probing: Probing | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Collect what the analysis of ``domain`` needs; return its row, records and probes."""
     dns = AnswerSet()
     records: list[dict[str, Any]] = []
     # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
@@ -126,14 +213,20 @@ async def scan_domain(domain: str, fleet: Fleet) -> tuple[dict[str, Any], list[d
             break
         need = sorted(dns.missing)[:budget]
         dns.missing.clear()
+    probe_rows: list[dict[str, Any]] = []
+    if probing is not None and row.get("status") == "ok":
+        probes, probe_rows = await probing.run(domain, row, dns)
+        row.update(transport_columns(domain, row, probes))
     row["scanned_at"] = max((r["queried_at"] for r in records), default=None)
-    return row, records
+    return row, records, probe_rows
 
 
-async def scan_domains(domains: Iterable[str], fleet: Fleet) -> list[tuple[dict, list[dict]]]:
+async def scan_domains(
+    domains: Iterable[str], fleet: Fleet, probing: Probing | None = None
+) -> list[tuple[dict, list[dict], list[dict]]]:
     """Scan a handful of domains (a notebook helper; the CLI streams with :func:`scan`)."""
     await fleet.open()
-    return list(await asyncio.gather(*(scan_domain(d, fleet) for d in domains)))
+    return list(await asyncio.gather(*(scan_domain(d, fleet, probing) for d in domains)))
 
 
 # --- spooling ---------------------------------------------------------------------------
@@ -216,6 +309,11 @@ def scan(
     for p in paths:
         if not p.is_file():
             raise ScanError(f"cannot read domain list {p}: no such file")
+    if options.exclude:
+        try:
+            load_exclusions(options.exclude)
+        except (OSError, ValueError) as exc:
+            raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -337,11 +435,16 @@ def _run_buckets(
 
     async def run() -> Stats:
         fleet = _new_fleet(options, share)
+        probing = Probing.from_options(options)
         await fleet.open()
         try:
-            await _scan_buckets(todo, names_of, fleet, ddir, rdir, progress, options, on_progress)
+            await _scan_buckets(
+                todo, names_of, fleet, ddir, rdir, progress, options, on_progress, probing
+            )
         finally:
             fleet.close()
+            if probing is not None:
+                await probing.close()
         return fleet.stats
 
     with _event_loop_runner() as runner:
@@ -457,12 +560,14 @@ async def _scan_buckets(
     progress: Progress,
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
+    probing: Probing | None = None,
 ) -> None:
     """Workers pull domains bucket after bucket; a bucket's parts are written when it is whole."""
     queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=options.concurrency * 2)
     pending: dict[int, int] = {}  # bucket → domains not yet finished
     rows: dict[int, list[dict]] = {}
     recs: dict[int, list[dict]] = {}
+    prob: dict[int, list[dict]] = {}
     fatal: list[BaseException] = []
 
     def feed_order() -> Iterator[tuple[int, list[str]]]:
@@ -472,10 +577,10 @@ async def _scan_buckets(
     async def producer() -> None:
         for b, names in feed_order():
             if not names:
-                await asyncio.to_thread(_write_bucket, b, [], [], ddir, rdir)
+                await asyncio.to_thread(_write_bucket, b, [], [], [], ddir, rdir)
                 continue
             pending[b] = len(names)
-            rows[b], recs[b] = [], []
+            rows[b], recs[b], prob[b] = [], [], []
             for name in names:
                 await queue.put((b, name))
         for _ in range(options.concurrency):
@@ -489,7 +594,9 @@ async def _scan_buckets(
         # Parquet encoding runs in a thread so that replies keep being read meanwhile.
         writes.append(
             asyncio.ensure_future(
-                asyncio.to_thread(_write_bucket, b, rows.pop(b), recs.pop(b), ddir, rdir)
+                asyncio.to_thread(
+                    _write_bucket, b, rows.pop(b), recs.pop(b), prob.pop(b), ddir, rdir
+                )
             )
         )
         del pending[b]
@@ -497,10 +604,11 @@ async def _scan_buckets(
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             b, name = item
-            row, records = await scan_domain(name, fleet)
+            row, records, probe_rows = await scan_domain(name, fleet, probing)
             fleet.check_alive()
             rows[b].append(row)
             recs[b].extend(records)
+            prob[b].extend(probe_rows)
             progress.done += 1
             progress.by_status[row["status"]] += 1
             progress.queries = fleet.stats.queries
@@ -543,10 +651,15 @@ async def _scan_buckets(
         raise exc
 
 
-def _write_bucket(b: int, rows: list[dict], recs: list[dict], ddir: Path, rdir: Path) -> None:
-    """Records first, then domains: a domains part on disk means the bucket is whole."""
+def _write_bucket(
+    b: int, rows: list[dict], recs: list[dict], probes: list[dict], ddir: Path, rdir: Path
+) -> None:
+    """Records and probes first, then domains: a domains part on disk means the bucket is whole."""
     rows.sort(key=lambda r: r["domain"])
     store.write_part(rdir, part_name(b), recs, store.RECORDS_SCHEMA)
+    if probes:
+        pdir = ddir.parent.parent / "probes" / ddir.name
+        store.write_part(pdir, part_name(b), probes, PROBES_SCHEMA)
     store.write_part(ddir, part_name(b), rows, store.DOMAINS_SCHEMA)
 
 
@@ -585,12 +698,13 @@ def retry_errors(
 
     async def run() -> Stats:
         fleet = _new_fleet(options)
+        probing = Probing.from_options(options)
         await fleet.open()
         sem = asyncio.Semaphore(options.concurrency)
 
         async def one(name: str) -> tuple[dict, list[dict]]:
             async with sem:
-                result = await scan_domain(name, fleet)
+                result = await scan_domain(name, fleet, probing)
             fleet.check_alive()
             progress.done += 1
             progress.by_status[result[0]["status"]] += 1
@@ -604,6 +718,8 @@ def retry_errors(
                 _replace_in_part(part, rdir / part.name, results)
         finally:
             fleet.close()
+            if probing is not None:
+                await probing.close()
         return fleet.stats
 
     try:
@@ -630,15 +746,25 @@ def retry_errors(
     return manifest
 
 
-def _replace_in_part(dpart: Path, rpart: Path, results: list[tuple[dict, list[dict]]]) -> None:
-    new_rows = {row["domain"]: row for row, _ in results}
-    records = (
-        [r for r in pq.read_table(rpart).to_pylist() if r["domain"] not in new_rows]
-        if rpart.exists()
-        else []
-    )
-    for _, recs in results:
+def _replace_in_part(
+    dpart: Path, rpart: Path, results: list[tuple[dict, list[dict], list[dict]]]
+) -> None:
+    """Put the re-scanned domains' rows, records and probes in place of their old ones."""
+    new_rows = {row["domain"]: row for row, _, _ in results}
+
+    def kept(part: Path) -> list[dict]:
+        if not part.exists():
+            return []
+        return [r for r in pq.read_table(part).to_pylist() if r["domain"] not in new_rows]
+
+    records = kept(rpart)
+    ppart = dpart.parent.parent.parent / "probes" / dpart.parent.name / dpart.name
+    probes = kept(ppart)
+    for _, recs, probe_rows in results:
         records.extend(recs)
+        probes.extend(probe_rows)
     rows = [new_rows.get(r["domain"], r) for r in pq.read_table(dpart).to_pylist()]
     store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)
+    if probes:
+        store.write_part(ppart.parent, ppart.name, probes, PROBES_SCHEMA)
     store.write_part(dpart.parent, dpart.name, rows, store.DOMAINS_SCHEMA)

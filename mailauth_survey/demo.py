@@ -41,7 +41,10 @@ def run_demo(
             )
             manifests[quarter] = scan(
                 [listing], out, snapshot=quarter, force=True, on_progress=on_progress,
-                options=ScanOptions(resolvers=[server.address], qps=0, concurrency=256, timeout=2.0),
+                options=ScanOptions(
+                    resolvers=[server.address], qps=0, concurrency=256, timeout=2.0,
+                    mta_sts_policy=False,  # offline: no HTTPS fetch
+                ),
             )  # fmt: skip
     newest = list(manifests)[-1]
     echo("")

@@ -32,6 +32,10 @@ Where SPEC.md leaves room, the definitions are:
 * ``dkim_domainkey``: ``dkim_domainkey == "exists"``; ``dkim_selector``: ``dkim_selectors`` not
   empty (both lower bounds: only the probed selectors are known);
 * ``mta_sts``, ``tlsrpt``, ``bimi``: the record's status is ``valid``;
+* ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce``;
+  ``starttls``: every MX address that spoke SMTP did STARTTLS (only with ``--probe-smtp``);
+  ``dane``: every MX host has a validated, usable TLSA RRset; ``dnssec``: the apex answers were
+  validated (AD from a validating resolver). Unprobed or unknown is never counted as "no";
 * a record-level ``temperror`` (e.g. ``spf_status == "temperror"`` on an ok domain) stays in the
   denominator, as SPEC.md fixes it to ``status == ok``, and counts in no metric of that record.
 
@@ -71,6 +75,7 @@ METRICS: tuple[str, ...] = (
     "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing", "dmarc_rua",
     "dkim_domainkey", "dkim_selector",
     "mta_sts", "tlsrpt", "bimi",
+    "mta_sts_enforce", "starttls", "dane", "dnssec",
     "nxdomain", "servfail", "timeout", "refused", "error",
 )  # fmt: skip
 
@@ -91,6 +96,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "domain", "category", "status", "mx_status", "has_mx", "mx_null", "mx_provider", "dns_provider",
     "spf_status", "spf_all", "dmarc_status", "dmarc_policy", "dmarc_rua",
     "dkim_domainkey", "dkim_selectors", "mta_sts_status", "tlsrpt_status", "bimi_status",
+    "mta_sts_policy_status", "mta_sts_mode", "starttls", "dane", "dnssec",
 )  # fmt: skip
 
 _SPF_ALL = {
@@ -159,6 +165,11 @@ def metric_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
     m["mta_sts"] = ok & _is(df["mta_sts_status"], "valid")
     m["tlsrpt"] = ok & _is(df["tlsrpt_status"], "valid")
     m["bimi"] = ok & _is(df["bimi_status"], "valid")
+    m["mta_sts_enforce"] = (
+        ok & _is(df["mta_sts_policy_status"], "valid") & _is(df["mta_sts_mode"], "enforce")
+    )
+    for flag in ("starttls", "dane", "dnssec"):
+        m[flag] = ok & _true(df[flag])
     for status in ERROR_METRICS:
         m[status] = _is(df["status"], status)
     return m
@@ -181,6 +192,12 @@ def _known_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
     known["mta_sts"] = fine("mta_sts_status", "temperror")
     known["tlsrpt"] = fine("tlsrpt_status", "temperror")
     known["bimi"] = fine("bimi_status", "temperror")
+    policy = df["mta_sts_policy_status"]
+    known["mta_sts_enforce"] = ok & (
+        _isin(policy, ("valid", "invalid", "none", "redirect", "http-error", "too-large"))
+    )
+    for flag in ("starttls", "dane", "dnssec"):
+        known[flag] = ok & df[flag].notna().to_numpy()
     return known
 
 
@@ -545,6 +562,8 @@ METRIC_LABELS: dict[str, dict[str, str]] = {
         "dmarc_rua": "DMARC with rua",
         "dkim_domainkey": "DKIM _domainkey", "dkim_selector": "DKIM key found",
         "mta_sts": "MTA-STS", "tlsrpt": "TLS-RPT", "bimi": "BIMI",
+        "mta_sts_enforce": "MTA-STS enforce", "starttls": "STARTTLS (all MX)",
+        "dane": "DANE (all MX)", "dnssec": "DNSSEC validated",
         "nxdomain": "NXDOMAIN", "servfail": "SERVFAIL", "timeout": "Timeout",
         "refused": "REFUSED", "error": "Other error",
     },
@@ -559,6 +578,8 @@ METRIC_LABELS: dict[str, dict[str, str]] = {
         "dmarc_rua": "DMARC rua あり",
         "dkim_domainkey": "DKIM _domainkey あり", "dkim_selector": "DKIM 鍵を検出",
         "mta_sts": "MTA-STS 有効", "tlsrpt": "TLS-RPT 有効", "bimi": "BIMI 有効",
+        "mta_sts_enforce": "MTA-STS enforce", "starttls": "STARTTLS（全 MX）",
+        "dane": "DANE（全 MX）", "dnssec": "DNSSEC 検証済み",
         "nxdomain": "NXDOMAIN", "servfail": "SERVFAIL", "timeout": "タイムアウト",
         "refused": "REFUSED", "error": "その他のエラー",
     },

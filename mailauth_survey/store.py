@@ -4,6 +4,7 @@ Layout (SPEC.md)::
 
     DIR/domains/snapshot=LABEL/part-*.parquet    one row per domain
     DIR/records/snapshot=LABEL/part-*.parquet    one row per DNS answer a domain's analysis used
+    DIR/probes/snapshot=LABEL/part-*.parquet     HTTPS and SMTP probes (transport security)
     DIR/domains/snapshot=LABEL/_manifest.json    how the snapshot was made
 
 Every part is written to a temporary name and renamed, so a part on disk is always whole. The
@@ -74,9 +75,17 @@ DOMAINS_SCHEMA = pa.schema(
         ("bimi_status", _STR),
         # Beyond SPEC.md's list (same style): the SPF policy passes any address.
         ("spf_pass_any", pa.bool_()),
-        # Transport security (issue 7): DNSSEC-validated apex answers; DANE on every MX.
+        # Transport security (issue 7): DNSSEC-validated apex answers; DANE on every MX; the
+        # MTA-STS policy fetched over HTTPS; STARTTLS probed on port 25 (--probe-smtp).
         ("dnssec", pa.bool_()),
         ("dane", pa.bool_()),
+        ("mta_sts_policy_status", _STR),
+        ("mta_sts_mode", _STR),
+        ("mta_sts_max_age", pa.int64()),
+        ("mta_sts_mx_match", pa.bool_()),
+        ("starttls", pa.bool_()),
+        ("starttls_cert_valid", pa.bool_()),
+        ("tls_versions", _LIST),
     ]
 )
 
@@ -113,6 +122,11 @@ def snapshot_dirs(out: str | Path, label: str) -> tuple[Path, Path]:
     """(domains dir, records dir) of one snapshot."""
     out = Path(out)
     return out / "domains" / f"snapshot={label}", out / "records" / f"snapshot={label}"
+
+
+def probes_dir(out: str | Path, label: str) -> Path:
+    """Where a snapshot's probes (MTA-STS policy fetches, SMTP STARTTLS) are kept."""
+    return Path(out) / "probes" / f"snapshot={label}"
 
 
 def manifest_path(out: str | Path, label: str) -> Path:

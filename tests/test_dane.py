@@ -552,9 +552,9 @@ async def test_scan_through_validating_resolver_dane_and_dnssec(lab, ad_queries,
         results = await scan_domains(sorted(EXPECTED), fleet)
     finally:
         fleet.close()
-    got = {row["domain"]: (row["status"], row["dane"], row["dnssec"]) for row, _recs in results}
+    got = {row["domain"]: (row["status"], row["dane"], row["dnssec"]) for row, _recs, _probes in results}
     assert got == EXPECTED
-    by_domain = {row["domain"]: recs for row, recs in results}
+    by_domain = {row["domain"]: recs for row, recs, _probes in results}
     # TLSA asked only below a secure MX RRset and secure addresses (RFC 7672 2.2.1, 2.2.3).
     tlsa_asked = {r["qname"] for recs in by_domain.values() for r in recs if r["qtype"] == "TLSA"}
     assert "_25._tcp.mx.signed.jp" in tlsa_asked
@@ -564,7 +564,7 @@ async def test_scan_through_validating_resolver_dane_and_dnssec(lab, ad_queries,
     probed = {d for d, recs in by_domain.items() if any(r["qname"] == "jp" for r in recs)}
     assert probed == {"plain.jp", "island.jp"}
     # reanalyze: the same columns from the stored records alone.
-    rows = [r for _row, recs in results for r in recs]
+    rows = [r for _row, recs, _probes in results for r in recs]
     for domain, (dns_, when) in answers_by_domain(rows).items():
         row = analyze_domain(domain, dns_, when)
         assert (row["status"], row["dane"], row["dnssec"]) == EXPECTED[domain]
@@ -578,7 +578,7 @@ async def test_non_validating_resolver_gives_no_verdict(lab, ad_queries, with_da
         results = await scan_domains(["signed.jp", "plain.jp"], fleet)
     finally:
         fleet.close()
-    for row, _recs in results:
+    for row, _recs, _probes in results:
         assert row["status"] == "ok"
         assert (row["dane"], row["dnssec"]) == (None, None), row["domain"]
 
@@ -603,7 +603,7 @@ async def test_rfc6698_2_1_3_wrong_digest_length_does_not_hide_the_good_record(
 ) -> None:
     fleet = Fleet([lab.address], timeout=0.5, retries=0)
     try:
-        [(row, _recs)] = await scan_domains(["shortdigest.jp"], fleet)
+        [(row, _recs, _probes)] = await scan_domains(["shortdigest.jp"], fleet)
         lk = await fleet.resolve("_25._tcp.mx.shortdigest.jp", "TLSA")
     finally:
         fleet.close()
