@@ -99,8 +99,15 @@ class Progress:
     queries: int = 0
 
 
-def _is_under(name: str, domain: str) -> bool:
-    return name == domain or name.endswith("." + domain)
+def _shared(name: str, domain: str) -> bool:
+    """Whether other domains may ask for ``name`` too, so the scan's cache should keep it.
+
+    Names under the domain, and the DMARC report authorizations that embed it
+    (``<domain>._report._dmarc.<destination>``), are this domain's alone.
+    """
+    if name == domain or name.endswith("." + domain):
+        return False
+    return not name.startswith(domain + "._report._dmarc.")
 
 
 def _ts(epoch: float) -> datetime:
@@ -200,7 +207,7 @@ async def scan_domain(
     memo: dict[str, dict[str, Any]] = {}
     for _round in range(MAX_ROUNDS):
         lookups = await asyncio.gather(
-            *[fleet.lookup(q, t, shared=not _is_under(q, domain)) for q, t in need]
+            *[fleet.lookup(q, t, shared=_shared(q, domain)) for q, t in need]
         )
         for lk in lookups:
             dns.add(lk.answer)
