@@ -154,6 +154,19 @@ def transport_columns(
     return cols
 
 
+def identity_columns(domain: str) -> dict[str, Any]:
+    return {"domain": domain, "domain_unicode": to_unicode(domain), "category": category(domain)}
+
+
+def apex_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
+    """Status, MX and NS columns (the apex answers and the exchanges' addresses)."""
+    return {
+        "status": domain_status(domain, dns),
+        **mx_columns(domain, dns),
+        **ns_columns(domain, dns),
+    }
+
+
 def analyze_domain(
     domain: str,
     dns: AnswerSet,
@@ -166,17 +179,36 @@ def analyze_domain(
     The apex answers come first: until they are in, nothing else is asked, so a name that does
     not exist costs three queries (RFC 8020: nothing exists below an NXDOMAIN).
 
-    ``memo`` (the collector's, across its rounds) keeps each policy module's columns once the
-    module ran without missing an answer: answers are only ever added, so those columns are
-    final, and later rounds skip the module. The result is the same with or without it.
+    ``memo`` (the collector's, across its rounds) keeps each part's columns once the part ran
+    without missing an answer: answers are only ever added, so those columns are final, and later
+    rounds skip the part. The result is the same with or without it.
     """
+    memo = {} if memo is None else memo
     row: dict[str, Any] = dict.fromkeys(DOMAIN_COLUMNS)
-    row.update(domain=domain, domain_unicode=to_unicode(domain), category=category(domain))
+    if "identity" not in memo:
+        memo["identity"] = identity_columns(domain)
+    row.update(memo["identity"])
     row["scanned_at"] = scanned_at
-    for qtype in APEX_QTYPES:
-        dns.get(domain, qtype)
-    if dns.missing:
-        return row
+    if "apex" not in memo:
+        for qtype in APEX_QTYPES:
+            dns.get(domain, qtype)
+        if dns.missing:
+            return row
+    parts = [("apex", apex_columns)] + [(m.__name__, m.analyze) for m in POLICY_MODULES]
+    for name, part in parts:
+        cols = memo.get(name)
+        if cols is None:
+            before = dns.misses
+            cols = part(domain, dns)
+            if dns.misses == before:
+                memo[name] = cols
+        row.update(cols)
+    if row["mta_sts_status"] == "valid":
+        # Where the policy is served: the collector fetches it from these addresses.
+        dns.get(f"mta-sts.{domain}", "A")
+        dns.get(f"mta-sts.{domain}", "AAAA")
+    row.update(transport_columns(domain, row, probes))
+    return row
     row["status"] = domain_status(domain, dns)
     row.update(mx_columns(domain, dns))
     row.update(ns_columns(domain, dns))

@@ -114,21 +114,31 @@ def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(round(epoch, 6), UTC)
 
 
-def record_row(domain: str, lk: Lookup) -> dict[str, Any]:
+#: A records-table row is a tuple in RECORDS_SCHEMA order: a third of a dict's memory, and a
+#: scan holds a few buckets of them (~16 per domain) before each part is written.
+Record = tuple
+_QUERIED_AT = store.RECORDS_SCHEMA.names.index("queried_at")
+
+
+def record_row(domain: str, lk: Lookup) -> Record:
     a = lk.answer
-    return {
-        "domain": domain,
-        "qname": a.qname,
-        "qtype": a.qtype,
-        "rcode": a.rcode,
-        "answers": list(a.records),
-        "ad": a.ad,
-        "rtt_ms": round(lk.rtt_ms, 3),
-        "attempts": lk.attempts,
-        "resolver": lk.resolver,
-        "transport": lk.transport,
-        "queried_at": _ts(lk.when),
-    }
+    return (
+        domain,
+        a.qname,
+        a.qtype,
+        a.rcode,
+        list(a.records),
+        a.ad,
+        lk.rtt_ms,
+        lk.attempts,
+        lk.resolver,
+        lk.transport,
+        _ts(lk.when),
+    )
+
+
+def record_dict(record: Record) -> dict[str, Any]:
+    return dict(zip(store.RECORDS_SCHEMA.names, record, strict=True))
 
 
 class Probing:
@@ -197,10 +207,10 @@ class Probing:
 
 async def scan_domain(
     domain: str, fleet: Fleet, probing: Probing | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[Record], list[dict[str, Any]]]:
     """Collect what the analysis of ``domain`` needs; return its row, records and probes."""
     dns = AnswerSet()
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
     need: list[tuple[str, str]] = [(domain, t) for t in APEX_QTYPES]
     row: dict[str, Any] = {}
@@ -224,7 +234,7 @@ async def scan_domain(
     if probing is not None and row.get("status") == "ok":
         probes, probe_rows = await probing.run(domain, row, dns)
         row.update(transport_columns(domain, row, probes))
-    row["scanned_at"] = max((r["queried_at"] for r in records), default=None)
+    row["scanned_at"] = max((r[_QUERIED_AT] for r in records), default=None)
     return row, records, probe_rows
 
 
@@ -233,7 +243,8 @@ async def scan_domains(
 ) -> list[tuple[dict, list[dict], list[dict]]]:
     """Scan a handful of domains (a notebook helper; the CLI streams with :func:`scan`)."""
     await fleet.open()
-    return list(await asyncio.gather(*(scan_domain(d, fleet, probing) for d in domains)))
+    results = await asyncio.gather(*(scan_domain(d, fleet, probing) for d in domains))
+    return [(row, [record_dict(r) for r in recs], probes) for row, recs, probes in results]
 
 
 # --- spooling ---------------------------------------------------------------------------
@@ -573,7 +584,7 @@ async def _scan_buckets(
     queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=options.concurrency * 2)
     pending: dict[int, int] = {}  # bucket → domains not yet finished
     rows: dict[int, list[dict]] = {}
-    recs: dict[int, list[dict]] = {}
+    recs: dict[int, list[Record]] = {}
     prob: dict[int, list[dict]] = {}
     fatal: list[BaseException] = []
 
@@ -659,11 +670,11 @@ async def _scan_buckets(
 
 
 def _write_bucket(
-    b: int, rows: list[dict], recs: list[dict], probes: list[dict], ddir: Path, rdir: Path
+    b: int, rows: list[dict], recs: list[Record], probes: list[dict], ddir: Path, rdir: Path
 ) -> None:
     """Records and probes first, then domains: a domains part on disk means the bucket is whole."""
     rows.sort(key=lambda r: r["domain"])
-    store.write_part(rdir, part_name(b), recs, store.RECORDS_SCHEMA)
+    store.write_tuples(rdir, part_name(b), recs, store.RECORDS_SCHEMA)
     if probes:
         pdir = ddir.parent.parent / "probes" / ddir.name
         store.write_part(pdir, part_name(b), probes, PROBES_SCHEMA)
@@ -768,7 +779,7 @@ def _replace_in_part(
     ppart = dpart.parent.parent.parent / "probes" / dpart.parent.name / dpart.name
     probes = kept(ppart)
     for _, recs, probe_rows in results:
-        records.extend(recs)
+        records.extend(record_dict(r) for r in recs)
         probes.extend(probe_rows)
     rows = [new_rows.get(r["domain"], r) for r in pq.read_table(dpart).to_pylist()]
     store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)

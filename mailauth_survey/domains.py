@@ -212,6 +212,8 @@ def normalize(raw: str) -> DomainName:
 @lru_cache(maxsize=4096)
 def to_unicode(alabel: str) -> str:
     """U-label form of an A-label name; the A-label itself where it does not decode."""
+    if "xn--" not in alabel:
+        return alabel  # nothing to decode (and idna's label checks are costly)
     try:
         return idna.decode(alabel)
     except (idna.IDNAError, UnicodeError):

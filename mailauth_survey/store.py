@@ -137,11 +137,15 @@ def write_part(
     directory: Path, name: str, rows: list[Mapping[str, Any]], schema: pa.Schema
 ) -> Path:
     """Write rows as one Parquet part atomically (temporary file, fsync, rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
     # Column by column: several times faster than Table.from_pylist on wide dict rows.
     table = pa.Table.from_arrays(
         [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
     )
+    return _write_table(directory, name, table)
+
+
+def _write_table(directory: Path, name: str, table: pa.Table) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
     tmp = directory / f".{name}.tmp-{os.getpid()}"
     pq.write_table(table, tmp, compression="zstd")
@@ -149,6 +153,16 @@ def write_part(
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     return final
+
+
+def write_tuples(directory: Path, name: str, rows: list[tuple], schema: pa.Schema) -> Path:
+    """Like :func:`write_part` for rows given as tuples in schema order."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    table = pa.Table.from_arrays(
+        [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+    return _write_table(directory, name, table)
 
 
 def read_manifest(out: str | Path, label: str) -> dict[str, Any] | None:
