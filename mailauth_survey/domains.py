@@ -144,12 +144,12 @@ def psl_version() -> str:
     return "publicsuffixlist " + importlib.metadata.version("publicsuffixlist")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def public_suffix(name: str) -> str | None:
     return psl().publicsuffix(name)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def registrable_domain(name: str) -> str | None:
     """The organizational (registrable) domain by the PSL, or None for a public suffix itself."""
     return psl().privatesuffix(name.rstrip(".").lower())

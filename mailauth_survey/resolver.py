@@ -231,7 +231,7 @@ class Fleet:
         qps: float = 0,
         concurrency: int = 256,
         payload: int = 1232,
-        cache_size: int = 50_000,
+        cache_size: int = 30_000,
         dead_after: float = 45.0,
         down_threshold: int = 5,
     ) -> None:
