@@ -39,7 +39,8 @@ demo: install
 	$(BIN)/mailauth-survey demo --out results/demo
 
 bench: install system-deps
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run.py --workers 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache
