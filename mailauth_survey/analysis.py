@@ -209,25 +209,6 @@ def analyze_domain(
         dns.get(f"mta-sts.{domain}", "AAAA")
     row.update(transport_columns(domain, row, probes))
     return row
-    row["status"] = domain_status(domain, dns)
-    row.update(mx_columns(domain, dns))
-    row.update(ns_columns(domain, dns))
-    for module in POLICY_MODULES:
-        name = module.__name__
-        if memo is not None and name in memo:
-            row.update(memo[name])
-            continue
-        before = dns.misses
-        cols = module.analyze(domain, dns)
-        if memo is not None and dns.misses == before:
-            memo[name] = cols
-        row.update(cols)
-    if row["mta_sts_status"] == "valid":
-        # Where the policy is served: the collector fetches it from these addresses.
-        dns.get(f"mta-sts.{domain}", "A")
-        dns.get(f"mta-sts.{domain}", "AAAA")
-    row.update(transport_columns(domain, row, probes))
-    return row
 
 
 def answers_by_domain(

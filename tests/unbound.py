@@ -29,7 +29,7 @@ import dns.exception
 import dns.message
 import dns.query
 
-from tests.nsd import Nsd, free_port
+from tests.nsd import Nsd, free_port, stop_process
 
 TOOLS = ("unbound", "unbound-checkconf", "ldns-keygen", "ldns-signzone")
 
@@ -231,13 +231,7 @@ class Unbound:
         raise RuntimeError(f"unbound did not start answering: {self.log().strip()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._stderr.close()
 
 
