@@ -103,7 +103,7 @@ class AnswerSet:
     is added to :attr:`missing`, which is the collector's list of what to ask next.
     """
 
-    __slots__ = ("_answers", "missing", "misses")
+    __slots__ = ("_answers", "missing", "misses", "exists")
 
     def __init__(self, answers: Iterable[Answer] = ()) -> None:
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -111,6 +111,8 @@ class AnswerSet:
         #: How many times ``get`` found nothing: a function that ran without raising it read
         #: only answers that are in, so its result can no longer change.
         self.misses = 0
+        #: domain_exists verdicts made from complete apex answers (they cannot change).
+        self.exists: dict[str, bool | None] = {}
         for a in answers:
             self.add(a)
 
@@ -207,12 +209,15 @@ def domain_exists(domain: str, dns: AnswerSet) -> bool | None:
     exists either, so analysis asks nothing more below it), None when none gave a definite answer
     (a timeout or SERVFAIL is never read as non-existence).
     """
-    answers = [dns.get(domain, t) for t in APEX_QTYPES]
-    if any(a.rcode == NOERROR for a in answers):
-        return True
-    if any(a.rcode == NXDOMAIN for a in answers):
-        return False
-    return None
+    known = dns.exists.get(domain, MISSING)
+    if known is not MISSING:
+        return known
+    before = dns.misses
+    rcodes = [dns.get(domain, t).rcode for t in APEX_QTYPES]
+    verdict = True if NOERROR in rcodes else False if NXDOMAIN in rcodes else None
+    if dns.misses == before:
+        dns.exists[domain] = verdict
+    return verdict
 
 
 #: What every scan asks at the apex before anything else.

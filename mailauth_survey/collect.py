@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,16 @@ def _shared(name: str, domain: str) -> bool:
     return not name.startswith(domain + "._report._dmarc.")
 
 
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(round(epoch, 6), UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(epoch: float) -> int:
+    """Microseconds since the epoch: how records hold their time until the part is written."""
+    return round(epoch * 1_000_000)
+
+
+def _ts(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
 
 
 #: A records-table row is a tuple in RECORDS_SCHEMA order: a third of a dict's memory, and a
@@ -133,12 +141,14 @@ def record_row(domain: str, lk: Lookup) -> Record:
         lk.attempts,
         lk.resolver,
         lk.transport,
-        _ts(lk.when),
+        _us(lk.when),
     )
 
 
 def record_dict(record: Record) -> dict[str, Any]:
-    return dict(zip(store.RECORDS_SCHEMA.names, record, strict=True))
+    row = dict(zip(store.RECORDS_SCHEMA.names, record, strict=True))
+    row["queried_at"] = _ts(row["queried_at"])
+    return row
 
 
 class Probing:
@@ -234,7 +244,7 @@ async def scan_domain(
     if probing is not None and row.get("status") == "ok":
         probes, probe_rows = await probing.run(domain, row, dns)
         row.update(transport_columns(domain, row, probes))
-    row["scanned_at"] = max((r[_QUERIED_AT] for r in records), default=None)
+    row["scanned_at"] = _ts(max(r[_QUERIED_AT] for r in records)) if records else None
     return row, records, probe_rows
 
 

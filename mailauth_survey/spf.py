@@ -808,6 +808,7 @@ def _evaluate(
     return result, reason, False
 
 
+@lru_cache(maxsize=1024)
 def _client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(ip.strip())

@@ -156,12 +156,15 @@ def _write_table(directory: Path, name: str, table: pa.Table) -> Path:
 
 
 def write_tuples(directory: Path, name: str, rows: list[tuple], schema: pa.Schema) -> Path:
-    """Like :func:`write_part` for rows given as tuples in schema order."""
+    """Like :func:`write_part` for rows given as tuples in schema order (timestamps as µs)."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    table = pa.Table.from_arrays(
-        [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
+    arrays = []
+    for col, f in zip(columns, schema, strict=True):
+        if pa.types.is_timestamp(f.type):  # held as integer microseconds (cheaper than datetimes)
+            arrays.append(pa.array(list(col), type=pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(list(col), type=f.type))
+    table = pa.Table.from_arrays(arrays, schema=schema)
     return _write_table(directory, name, table)
 
 
