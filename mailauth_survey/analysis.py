@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from . import bimi, dane, dkim, dmarc, mta_sts, spf, store, tlsrpt
 from .answers import (
     APEX_QTYPES,
@@ -229,13 +227,16 @@ def answers_by_domain(
 
 
 def load_probes(
-    out: str | Path, label: str
+    out: str | Path | store.Location, label: str
 ) -> tuple[dict[str, PolicyFetch], dict[str, list[SmtpProbe]]]:
-    """A snapshot's stored probes: policy fetches by domain, SMTP probes by MX host."""
+    """A snapshot's stored probes: policy fetches by domain, SMTP probes by MX host.
+
+    ``out`` is a local folder or an fsspec URL (``s3://bucket/prefix``...).
+    """
     policies: dict[str, PolicyFetch] = {}
     smtp: dict[str, list[SmtpProbe]] = defaultdict(list)
-    for part in sorted(store.probes_dir(out, label).glob("part-*.parquet")):
-        for r in pq.read_table(part).to_pylist():
+    for part in store.probes_dir(out, label).glob("part-*.parquet"):
+        for r in store.read_table(part).to_pylist():
             if r["kind"] == KIND_POLICY and r["domain"]:
                 policies[r["domain"]] = from_row(r)
             elif r["kind"] == KIND_SMTP and r["host"]:
@@ -255,14 +256,14 @@ def domain_probes(
     return DomainProbes(policies.get(domain), found)
 
 
-def reanalyze(out: str | Path, label: str) -> int:
+def reanalyze(out: str | Path | store.Location, label: str) -> int:
     """Rebuild the domains table of snapshot ``label`` from its records and probes, no network.
 
-    Each records part becomes the domains part of the same name (written atomically). Returns
-    the number of domains written.
+    ``out`` is a local folder or an fsspec URL. Each records part becomes the domains part of the
+    same name (written atomically). Returns the number of domains written.
     """
     ddir, rdir = store.snapshot_dirs(out, label)
-    parts = sorted(rdir.glob("part-*.parquet"))
+    parts = rdir.glob("part-*.parquet")
     if not parts:
         raise FileNotFoundError(f"snapshot {label} has no records in {rdir}")
     manifest = store.read_manifest(out, label) or {}
@@ -270,7 +271,7 @@ def reanalyze(out: str | Path, label: str) -> int:
     smtp_probed = bool(manifest.get("options", {}).get("probe_smtp"))
     total = 0
     for part in parts:
-        grouped = answers_by_domain(pq.read_table(part).to_pylist())
+        grouped = answers_by_domain(store.read_table(part).to_pylist())
         rows = []
         for domain in sorted(grouped):
             dns, when = grouped[domain]

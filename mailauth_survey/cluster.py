@@ -2,7 +2,9 @@
 
 A shard is a hash bucket of the list (the same buckets a single machine uses, so a re-run gives
 the same shards and a finished shard is never scanned again). Each task runs the asyncio scanner
-on its shard and writes that shard's two Parquet parts atomically; a worker lost mid-shard means
+on its shard and writes that shard's Parquet parts atomically into the snapshot, wherever it is
+(any fsspec location: a shared local path, NFS, S3...; the task receives its shard's names, so
+no spool is shared); a worker lost mid-shard means
 Dask runs the task again elsewhere, and the half-written shard is simply overwritten. The caps
 are cluster-wide: each running task gets its share of ``--qps`` and ``--concurrency``.
 
@@ -16,9 +18,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
+from . import store
 from .collect import Progress, ScanError, ScanOptions, _add_stats, _run_buckets
 from .resolver import Stats
 
@@ -27,14 +29,22 @@ SHARD_RETRIES = 3
 
 
 def _shard_task(
-    bucket: int, names: list[str], ddir: str, rdir: str, options: ScanOptions, share: int
+    bucket: int,
+    names: list[str],
+    ddir: str | store.Location,
+    rdir: str | store.Location,
+    options: ScanOptions,
+    share: int,
 ) -> dict[str, Any]:
-    """Scan one shard inside a Dask worker; return its stats and where it ran."""
+    """Scan one shard inside a Dask worker; return its stats and where it ran.
+
+    ``ddir`` and ``rdir`` are Locations (they pickle with their filesystem's storage options) or
+    plain paths and URLs.
+    """
     started = time.time()
     progress = Progress()
-    stats = _run_buckets(
-        [bucket], lambda _b: names, Path(ddir), Path(rdir), progress, options, None, share
-    )
+    ddir, rdir = store.location(ddir), store.location(rdir)
+    stats = _run_buckets([bucket], lambda _b: names, ddir, rdir, progress, options, None, share)
     try:
         from distributed import get_worker
 
@@ -82,8 +92,8 @@ def run_on_cluster(
     label: str,
     todo: list[int],
     names_of: Callable[[int], list[str]],
-    ddir: Path,
-    rdir: Path,
+    ddir: store.Location,
+    rdir: store.Location,
     progress: Progress,
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
@@ -99,8 +109,8 @@ def run_on_cluster(
                 _shard_task,
                 b,
                 names_of(b),
-                str(ddir),
-                str(rdir),
+                ddir,
+                rdir,
                 options,
                 slots,
                 key=f"mailauth-survey-{label}-shard-{b:05d}",

@@ -21,6 +21,7 @@ import os
 import queue as queue_module
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -29,8 +30,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from . import __version__, store
 from .analysis import MAX_MX_HOSTS, DomainProbes, analyze_domain, transport_columns
@@ -318,7 +317,7 @@ def _event_loop_runner() -> asyncio.Runner:
 
 def scan(
     lists: Iterable[str | Path],
-    out: str | Path,
+    out: str | Path | store.Location,
     *,
     snapshot: str | None = None,
     options: ScanOptions | None = None,
@@ -342,14 +341,17 @@ def scan(
             load_exclusions(options.exclude)
         except (OSError, ValueError) as exc:
             raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
-    out = Path(out)
+    out = store.location(out)
+    if out.process_local and (options.cluster or options.workers > 1):
+        raise ScanError(f"{out} is seen by this process only: no --workers or --cluster with it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir()
         probe = out / f".write-test-{label}"
-        probe.write_text("")
+        probe.write_bytes(b"")
         probe.unlink()
-    except OSError as exc:
-        raise ScanError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # fsspec: PermissionError, FileNotFoundError (bucket)...
+        why = getattr(exc, "strerror", None) or exc
+        raise ScanError(f"output folder {out} is not writable: {why}") from None
 
     inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
     ddir, rdir = store.snapshot_dirs(out, label)
@@ -366,11 +368,10 @@ def scan(
                 f"snapshot {label} in {out} was started with other lists; use --force to start over"
             )
         previous = None
-        shutil.rmtree(ddir, ignore_errors=True)
-        shutil.rmtree(rdir, ignore_errors=True)
-    for d in (ddir, rdir):
-        for stale in d.glob(".part-*.tmp-*") if d.is_dir() else ():
-            stale.unlink(missing_ok=True)  # a write cut short by a crash
+        for d in (ddir, rdir, store.probes_dir(out, label)):
+            d.rmtree()
+    for d in (ddir, rdir, store.probes_dir(out, label)):
+        store.remove_temporaries(d)  # writes cut short by a crash
     buckets = previous["buckets"] if previous else bucket_count(paths)
     started = (
         previous["started_at"] if previous else datetime.now(UTC).isoformat(timespec="seconds")
@@ -389,7 +390,11 @@ def scan(
         "options": asdict(options),
         "buckets": buckets,
     }
-    work = out / ".work" / label
+    # The spool (the bucket files the names are read from) is always on this machine's disk.
+    if out.local:
+        work = Path(out.path) / ".work" / label
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"mailauth-survey-{label}-"))
     progress = Progress()
     try:
         _read, progress.bad_lines = spool(paths, work, buckets, on_error)
@@ -398,7 +403,7 @@ def scan(
         progress.total = sum(len(bucket_domains(work, b)) for b in range(buckets))
         for b in range(buckets):
             if part_name(b) in done_parts:
-                progress.skipped += pq.ParquetFile(ddir / part_name(b)).metadata.num_rows
+                progress.skipped += store.num_rows(ddir / part_name(b))
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
         store.write_manifest(out, label, manifest)
@@ -418,12 +423,13 @@ def scan(
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            (out / ".work").rmdir()
+        if out.local:
+            with contextlib.suppress(OSError):
+                (Path(out.path) / ".work").rmdir()
 
     counts = Counter()
-    for part in sorted(ddir.glob("part-*.parquet")):
-        counts.update(pq.read_table(part, columns=["status"]).column("status").to_pylist())
+    for part in ddir.glob("part-*.parquet"):
+        counts.update(store.read_table(part, columns=["status"]).column("status").to_pylist())
     manifest.update(
         complete=True,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -452,8 +458,8 @@ def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
 def _run_buckets(
     todo: list[int],
     names_of: Callable[[int], list[str]],
-    ddir: Path,
-    rdir: Path,
+    ddir: store.Location,
+    rdir: store.Location,
     progress: Progress,
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
@@ -483,8 +489,8 @@ def _worker_main(
     index: int,
     todo: list[int],
     work: Path,
-    ddir: Path,
-    rdir: Path,
+    ddir: store.Location,
+    rdir: store.Location,
     options: ScanOptions,
     share: int,
     channel: Any,
@@ -514,8 +520,8 @@ def _worker_main(
 def _run_workers(
     todo: list[int],
     work: Path,
-    ddir: Path,
-    rdir: Path,
+    ddir: store.Location,
+    rdir: store.Location,
     progress: Progress,
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
@@ -583,8 +589,8 @@ async def _scan_buckets(
     todo: list[int],
     names_of: Callable[[int], list[str]],
     fleet: Fleet,
-    ddir: Path,
-    rdir: Path,
+    ddir: store.Location,
+    rdir: store.Location,
     progress: Progress,
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
@@ -680,7 +686,12 @@ async def _scan_buckets(
 
 
 def _write_bucket(
-    b: int, rows: list[dict], recs: list[Record], probes: list[dict], ddir: Path, rdir: Path
+    b: int,
+    rows: list[dict],
+    recs: list[Record],
+    probes: list[dict],
+    ddir: store.Location,
+    rdir: store.Location,
 ) -> None:
     """Records and probes first, then domains: a domains part on disk means the bucket is whole."""
     rows.sort(key=lambda r: r["domain"])
@@ -692,7 +703,7 @@ def _write_bucket(
 
 
 def retry_errors(
-    out: str | Path,
+    out: str | Path | store.Location,
     label: str,
     *,
     options: ScanOptions | None = None,
@@ -710,11 +721,11 @@ def retry_errors(
     if not manifest.get("complete"):
         raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
     ddir, rdir = store.snapshot_dirs(out, label)
-    parts = sorted(ddir.glob("part-*.parquet"))
+    parts = ddir.glob("part-*.parquet")
     progress = Progress()
-    todo: list[tuple[Path, list[str]]] = []
+    todo: list[tuple[store.Location, list[str]]] = []
     for part in parts:
-        statuses = pq.read_table(part, columns=["domain", "status"]).to_pydict()
+        statuses = store.read_table(part, columns=["domain", "status"]).to_pydict()
         names = [
             d
             for d, st in zip(statuses["domain"], statuses["status"], strict=True)
@@ -759,7 +770,7 @@ def retry_errors(
         ) from None
     counts = Counter()
     for part in parts:
-        counts.update(pq.read_table(part, columns=["status"]).column("status").to_pylist())
+        counts.update(store.read_table(part, columns=["status"]).column("status").to_pylist())
     manifest.setdefault("retries", []).append(
         {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -775,15 +786,17 @@ def retry_errors(
 
 
 def _replace_in_part(
-    dpart: Path, rpart: Path, results: list[tuple[dict, list[dict], list[dict]]]
+    dpart: store.Location,
+    rpart: store.Location,
+    results: list[tuple[dict, list[dict], list[dict]]],
 ) -> None:
     """Put the re-scanned domains' rows, records and probes in place of their old ones."""
     new_rows = {row["domain"]: row for row, _, _ in results}
 
-    def kept(part: Path) -> list[dict]:
+    def kept(part: store.Location) -> list[dict]:
         if not part.exists():
             return []
-        return [r for r in pq.read_table(part).to_pylist() if r["domain"] not in new_rows]
+        return [r for r in store.read_table(part).to_pylist() if r["domain"] not in new_rows]
 
     records = kept(rpart)
     ppart = dpart.parent.parent.parent / "probes" / dpart.parent.name / dpart.name
@@ -791,7 +804,7 @@ def _replace_in_part(
     for _, recs, probe_rows in results:
         records.extend(record_dict(r) for r in recs)
         probes.extend(probe_rows)
-    rows = [new_rows.get(r["domain"], r) for r in pq.read_table(dpart).to_pylist()]
+    rows = [new_rows.get(r["domain"], r) for r in store.read_table(dpart).to_pylist()]
     store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)
     if probes:
         store.write_part(ppart.parent, ppart.name, probes, PROBES_SCHEMA)

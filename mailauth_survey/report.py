@@ -204,16 +204,20 @@ def _known_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def _domains_dir(directory: str | Path) -> Path:
-    base = Path(directory)
-    if not base.is_dir():
+def _domains_dir(directory: str | Path | store.Location) -> store.Location:
+    """DIR/domains, checked; DIR is a local folder or an fsspec URL (``s3://bucket/prefix``)."""
+    try:
+        base = store.location(directory)
+    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
+        raise ReportError(f"{directory}: {exc}") from None
+    if not base.object_store and not base.is_dir():  # on S3 a folder is only a key prefix
         raise ReportError(f"{directory}: no such directory")
     if not (base / "domains").is_dir():
         raise ReportError(f"{directory}: no snapshots here (no domains/ folder)")
     return base / "domains"
 
 
-def snapshots(directory: str | Path) -> list[str]:
+def snapshots(directory: str | Path | store.Location) -> list[str]:
     """Labels of the snapshots under DIR, oldest first; an error when there are none."""
     _domains_dir(directory)
     labels = store.list_snapshots(directory)
@@ -232,10 +236,12 @@ def resolve_snapshot(directory: str | Path, label: str | None) -> str:
     return label
 
 
-def _read_snapshot(directory: Path, label: str, columns: Sequence[str] | None) -> pa.Table:
+def _read_snapshot(
+    directory: str | Path | store.Location, label: str, columns: Sequence[str] | None
+) -> pa.Table:
     """One snapshot's parts as an Arrow table with every schema column (absent ones as nulls)."""
     domains_dir, _ = store.snapshot_dirs(directory, label)
-    parts = sorted(str(p) for p in domains_dir.glob("part-*.parquet"))
+    parts = [p.path for p in domains_dir.glob("part-*.parquet")]
     schema = store.DOMAINS_SCHEMA
     names = list(columns) if columns is not None else list(schema.names)
     unknown = [c for c in names if c not in schema.names]
@@ -243,7 +249,9 @@ def _read_snapshot(directory: Path, label: str, columns: Sequence[str] | None) -
         raise ReportError(f"unknown column(s): {', '.join(unknown)}")
     if parts:
         try:
-            table = ds.dataset(parts, schema=schema, format="parquet").to_table(columns=names)
+            table = ds.dataset(
+                parts, schema=schema, format="parquet", filesystem=domains_dir.arrow_fs
+            ).to_table(columns=names)
         except pa.ArrowException as exc:  # a damaged part: say which snapshot, not a traceback
             raise ReportError(f"snapshot {label}: cannot read its parts ({exc})") from None
     else:  # a snapshot whose scan has not written a part yet
@@ -272,25 +280,28 @@ def _to_pandas(table: pa.Table, arrow_lists: bool) -> pd.DataFrame:
 
 
 def load(
-    directory: str | Path, snapshot: str | None = None, columns: Sequence[str] | None = None
+    directory: str | Path | store.Location,
+    snapshot: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The domains table of every snapshot (oldest first), or of one, as a DataFrame.
 
     ``snapshot`` is a plain string column; ``category`` a Categorical in `CATEGORIES` order; list
     columns hold numpy arrays (as `pandas.read_parquet` gives them); timestamps are UTC. The
     snapshot label is always read as a string (a hive reader would turn ``2024-06-01`` into a date).
-    ``columns`` limits the columns read (the ``snapshot`` column is always there).
+    ``columns`` limits the columns read (the ``snapshot`` column is always there). ``directory``
+    is a local folder or any fsspec URL (``s3://bucket/prefix``, ``file:///abs/path``...).
     """
     labels = (
         [resolve_snapshot(directory, snapshot)] if snapshot is not None else snapshots(directory)
     )
-    tables = [_read_snapshot(Path(directory), label, columns) for label in labels]
+    tables = [_read_snapshot(directory, label, columns) for label in labels]
     return _to_pandas(pa.concat_tables(tables), arrow_lists=False)
 
 
-def _load_for_metrics(directory: str | Path, label: str) -> pd.DataFrame:
+def _load_for_metrics(directory: str | Path | store.Location, label: str) -> pd.DataFrame:
     """Only the columns the metrics read, list columns kept in Arrow (cheap at 1.8M rows)."""
-    return _to_pandas(_read_snapshot(Path(directory), label, METRIC_COLUMNS), arrow_lists=True)
+    return _to_pandas(_read_snapshot(directory, label, METRIC_COLUMNS), arrow_lists=True)
 
 
 # --- adoption ----------------------------------------------------------------------------------

@@ -7,21 +7,32 @@ Layout (SPEC.md)::
     DIR/probes/snapshot=LABEL/part-*.parquet     HTTPS and SMTP probes (transport security)
     DIR/domains/snapshot=LABEL/_manifest.json    how the snapshot was made
 
-Every part is written to a temporary name and renamed, so a part on disk is always whole. The
-schemas are fixed here so that every part, even an all-null one, has every column with its type.
+``DIR`` is a local folder or any fsspec URL (``s3://bucket/prefix``, ``file:///abs/path``,
+``memory://name``): every read and write of a snapshot goes through :class:`Location` here. A part
+or manifest is never seen half written: on a local disk it is written to a temporary name, fsynced
+and renamed; on an object store (S3, GCS, Azure, memory) it is sent whole in one PUT, which is
+atomic by itself. Storage options (an S3 endpoint, a profile...) come from fsspec's own
+configuration: ``FSSPEC_S3_ENDPOINT_URL=...`` style environment variables, JSON files in
+``FSSPEC_CONFIG_DIR``, or ``fsspec.config.conf`` from Python. The schemas are fixed here so that
+every part, even an all-null one, has every column with its type.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 SCHEMA_VERSION = 1
 
@@ -118,44 +129,226 @@ def check_label(label: str) -> str:
     return label
 
 
-def snapshot_dirs(out: str | Path, label: str) -> tuple[Path, Path]:
+# --- where snapshots live: a local folder or an fsspec URL --------------------------------------
+
+#: Filesystems where one PUT of a whole object is atomic and there are no real directories.
+_OBJECT_STORES = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
+)
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(out: str | Path | Location) -> bool:
+    """Whether ``out`` is given as a URL (``s3://...``, ``file://...``) rather than a path."""
+    if isinstance(out, Location):
+        return not out.local
+    return isinstance(out, str) and _URL_RE.match(out) is not None
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file or folder on some fsspec filesystem; a small part of :class:`pathlib.Path`'s API.
+
+    ``path`` is the filesystem's own form (no protocol for S3: ``bucket/key``). A Location pickles
+    with its filesystem and that filesystem's storage options, so Dask tasks and worker processes
+    reach the same store.
+    """
+
+    fs: Any
+    path: str
+
+    @classmethod
+    def of(cls, where: str | Path | Location) -> Location:
+        if isinstance(where, Location):
+            return where
+        if isinstance(where, Path) or not _URL_RE.match(where):
+            return cls(LocalFileSystem(), os.path.abspath(os.fspath(where)))
+        fs, path = fsspec.core.url_to_fs(where)
+        return cls(fs, path.rstrip("/") or path)
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def object_store(self) -> bool:
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        return bool(_OBJECT_STORES.intersection(protocols))
+
+    @property
+    def process_local(self) -> bool:
+        """Data only this process sees (``memory://``): no use to other processes or machines."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        return "memory" in protocols
+
+    def __truediv__(self, name: str) -> Location:
+        return Location(self.fs, self.path.rstrip("/") + "/" + name)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    @property
+    def parent(self) -> Location:
+        return Location(self.fs, posixpath.dirname(self.path.rstrip("/")))
+
+    def __str__(self) -> str:
+        return self.path if self.local else self.fs.unstrip_protocol(self.path)
+
+    def __fspath__(self) -> str:
+        if not self.local:
+            raise TypeError(f"{self} is not a local path")
+        return self.path
+
+    @property
+    def arrow_fs(self) -> Any:
+        """The ``filesystem=`` to give pyarrow: None (its own, fast) for local paths."""
+        return None if self.local else self.fs
+
+    def _fresh(self) -> None:
+        # Listings are cached by some filesystems (s3fs); other processes write here too.
+        if not self.local:
+            self.fs.invalidate_cache(self.path)
+
+    def exists(self) -> bool:
+        self._fresh()
+        return bool(self.fs.exists(self.path))
+
+    def is_dir(self) -> bool:
+        self._fresh()
+        return bool(self.fs.isdir(self.path))
+
+    def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
+        """Make the folder (nothing to make on an object store: keys need no folders)."""
+        if self.local:
+            Path(self.path).mkdir(parents=parents, exist_ok=exist_ok)
+        elif not self.object_store:
+            self.fs.makedirs(self.path, exist_ok=exist_ok)
+        elif self.process_local:  # memory://: a pseudo folder, so that is_dir() sees it at once
+            self.fs.makedirs(self.path, exist_ok=True)
+
+    def iterdir(self) -> list[Location]:
+        """What is in this folder (nothing when it does not exist)."""
+        self._fresh()
+        try:
+            entries = self.fs.ls(self.path, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        me = self.path.rstrip("/")
+        return [Location(self.fs, e) for e in entries if e.rstrip("/") != me]
+
+    def glob(self, pattern: str) -> list[Location]:
+        """The entries whose names match ``pattern`` (one level, no special path characters)."""
+        return sorted(
+            (e for e in self.iterdir() if fnmatch.fnmatchcase(e.name, pattern)),
+            key=lambda e: e.path,
+        )
+
+    def read_bytes(self) -> bytes:
+        return self.fs.cat_file(self.path)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole file so that no reader ever sees part of it."""
+        if self.local:
+            self.parent.mkdir()
+            tmp = f"{self.parent.path}/.{self.name}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        elif self.object_store:  # one PUT (or one completed multipart upload): atomic
+            self.fs.pipe_file(self.path, data)
+        else:  # sftp, hdfs...: a temporary name, then a rename
+            self.parent.mkdir()
+            tmp = f"{self.parent.path}/.{self.name}.tmp-{os.getpid()}"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, self.path)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        try:
+            self.fs.rm_file(self.path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+        self._fresh()
+
+    def rmtree(self) -> None:
+        """Delete this folder and all below it (nothing when it does not exist)."""
+        if self.local:
+            import shutil
+
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        if self.exists():
+            self.fs.rm(self.path, recursive=True)
+        self._fresh()
+
+
+def location(out: str | Path | Location) -> Location:
+    """The :class:`Location` of a snapshot folder given as a path, URL or Location."""
+    return Location.of(out)
+
+
+def fs_and_path(out: str | Path | Location) -> tuple[Any, str]:
+    """(fsspec filesystem, its path) of a folder given as a path or URL."""
+    loc = Location.of(out)
+    return loc.fs, loc.path
+
+
+def snapshot_dirs(out: str | Path | Location, label: str) -> tuple[Location, Location]:
     """(domains dir, records dir) of one snapshot."""
-    out = Path(out)
-    return out / "domains" / f"snapshot={label}", out / "records" / f"snapshot={label}"
+    base = Location.of(out)
+    return base / "domains" / f"snapshot={label}", base / "records" / f"snapshot={label}"
 
 
-def probes_dir(out: str | Path, label: str) -> Path:
+def probes_dir(out: str | Path | Location, label: str) -> Location:
     """Where a snapshot's probes (MTA-STS policy fetches, SMTP STARTTLS) are kept."""
-    return Path(out) / "probes" / f"snapshot={label}"
+    return Location.of(out) / "probes" / f"snapshot={label}"
 
 
-def manifest_path(out: str | Path, label: str) -> Path:
+def manifest_path(out: str | Path | Location, label: str) -> Location:
     return snapshot_dirs(out, label)[0] / "_manifest.json"
 
 
 def write_part(
-    directory: Path, name: str, rows: list[Mapping[str, Any]], schema: pa.Schema
-) -> Path:
-    """Write rows as one Parquet part atomically (temporary file, fsync, rename)."""
+    directory: str | Path | Location, name: str, rows: list[Mapping[str, Any]], schema: pa.Schema
+) -> Location:
+    """Write rows as one Parquet part atomically (see the module's docstring)."""
     # Column by column: several times faster than Table.from_pylist on wide dict rows.
     table = pa.Table.from_arrays(
         [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
     )
-    return _write_table(directory, name, table)
+    return write_table(directory, name, table)
 
 
-def _write_table(directory: Path, name: str, table: pa.Table) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+def write_table(directory: str | Path | Location, name: str, table: pa.Table) -> Location:
+    directory = Location.of(directory)
     final = directory / name
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    if final.local:
+        directory.mkdir()
+        tmp = directory / f".{name}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp.path, compression="zstd")
+        with open(tmp.path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp.path, final.path)
+    else:  # encoded in memory, then sent whole: never half an object in the store
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        final.write_bytes(sink.getvalue().to_pybytes())
     return final
 
 
-def write_tuples(directory: Path, name: str, rows: list[tuple], schema: pa.Schema) -> Path:
+_write_table = write_table
+
+
+def write_tuples(
+    directory: str | Path | Location, name: str, rows: list[tuple], schema: pa.Schema
+) -> Location:
     """Like :func:`write_part` for rows given as tuples in schema order (timestamps as µs)."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     arrays = []
@@ -165,47 +358,63 @@ def write_tuples(directory: Path, name: str, rows: list[tuple], schema: pa.Schem
         else:
             arrays.append(pa.array(list(col), type=f.type))
     table = pa.Table.from_arrays(arrays, schema=schema)
-    return _write_table(directory, name, table)
+    return write_table(directory, name, table)
 
 
-def read_manifest(out: str | Path, label: str) -> dict[str, Any] | None:
+def read_table(part: str | Path | Location, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet part (or a folder of them) as an Arrow table."""
+    part = Location.of(part)
+    return pq.read_table(part.path, columns=columns, filesystem=part.arrow_fs)
+
+
+def num_rows(part: str | Path | Location) -> int:
+    part = Location.of(part)
+    return pq.read_metadata(part.path, filesystem=part.arrow_fs).num_rows
+
+
+def read_manifest(out: str | Path | Location, label: str) -> dict[str, Any] | None:
     path = manifest_path(out, label)
-    if not path.exists():
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_manifest(out: str | Path, label: str, manifest: Mapping[str, Any]) -> Path:
+def write_manifest(out: str | Path | Location, label: str, manifest: Mapping[str, Any]) -> Location:
     path = manifest_path(out, label)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(
-        json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
+    text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
+    path.write_bytes(text.encode("utf-8"))
     return path
 
 
-def list_snapshots(out: str | Path) -> list[str]:
+def list_snapshots(out: str | Path | Location) -> list[str]:
     """Labels of the snapshots under DIR, oldest first (labels sort as dates)."""
-    base = Path(out) / "domains"
-    if not base.is_dir():
+    base = Location.of(out) / "domains"
+    base._fresh()
+    try:
+        entries = base.fs.ls(base.path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(
-        p.name.split("=", 1)[1]
-        for p in base.iterdir()
-        if p.is_dir() and p.name.startswith("snapshot=")
-    )
+    names = (posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
+    return sorted(n.split("=", 1)[1] for n in names if n.startswith("snapshot="))
 
 
-def existing_parts(directory: Path) -> set[str]:
-    if not directory.is_dir():
-        return set()
-    return {p.name for p in directory.glob("part-*.parquet")}
+def existing_parts(directory: str | Path | Location) -> set[str]:
+    return {p.name for p in Location.of(directory).glob("part-*.parquet")}
 
 
-def read_records(out: str | Path, label: str) -> Iterable[pa.RecordBatch]:
+def remove_temporaries(directory: str | Path | Location) -> None:
+    """Delete the temporary files of writes cut short by a crash (local and rename-based stores)."""
+    directory = Location.of(directory)
+    if directory.object_store:
+        return  # nothing is ever written there under a temporary name
+    for stale in directory.glob(".part-*.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
+def read_records(out: str | Path | Location, label: str) -> Iterator[pa.RecordBatch]:
     """The records table of one snapshot, part by part (memory stays at one part)."""
     _, rdir = snapshot_dirs(out, label)
-    for part in sorted(rdir.glob("part-*.parquet")):
-        yield from pq.ParquetFile(part).iter_batches(batch_size=65536)
+    for part in rdir.glob("part-*.parquet"):
+        with part.fs.open(part.path, "rb") as fh:
+            yield from pq.ParquetFile(fh).iter_batches(batch_size=65536)
