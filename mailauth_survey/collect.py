@@ -341,9 +341,13 @@ def scan(
             load_exclusions(options.exclude)
         except (OSError, ValueError) as exc:
             raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
-    out = store.location(out)
+    shown = out  # messages name the folder as it was given
+    try:
+        out = store.location(out)
+    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
+        raise ScanError(f"output folder {shown}: {exc}") from None
     if out.process_local and (options.cluster or options.workers > 1):
-        raise ScanError(f"{out} is seen by this process only: no --workers or --cluster with it")
+        raise ScanError(f"{shown} is seen by this process only: no --workers or --cluster with it")
     try:
         out.mkdir()
         probe = out / f".write-test-{label}"
@@ -351,21 +355,21 @@ def scan(
         probe.unlink()
     except (OSError, ValueError) as exc:  # fsspec: PermissionError, FileNotFoundError (bucket)...
         why = getattr(exc, "strerror", None) or exc
-        raise ScanError(f"output folder {out} is not writable: {why}") from None
+        raise ScanError(f"output folder {shown} is not writable: {why}") from None
 
     inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
     ddir, rdir = store.snapshot_dirs(out, label)
     previous = store.read_manifest(out, label)
     if previous is not None and previous.get("complete") and not force:
         raise ScanError(
-            f"snapshot {label} in {out} is complete; use --force to scan it again or another --snapshot"
+            f"snapshot {label} in {shown} is complete; use --force to scan it again or another --snapshot"
         )
     if previous is not None and (
         force and previous.get("complete") or previous.get("inputs") != inputs
     ):
         if not force:
             raise ScanError(
-                f"snapshot {label} in {out} was started with other lists; use --force to start over"
+                f"snapshot {label} in {shown} was started with other lists; use --force to start over"
             )
         previous = None
         for d in (ddir, rdir, store.probes_dir(out, label)):
