@@ -24,9 +24,6 @@ from mailauth_survey.collect import Progress, ScanError, ScanOptions, retry_erro
 from tests.conftest import write_list
 from tests.test_resume import NAMES, _population
 
-s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
-
 BUCKET = "mailauth-test"
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -49,6 +46,8 @@ def s3() -> Iterator[str]:
     The endpoint goes through fsspec's own configuration (as ``FSSPEC_S3_ENDPOINT_URL`` would set
     it), the credentials through the usual AWS variables: no option of the code is involved.
     """
+    pytest.importorskip("s3fs")  # the S3 tests only; memory:// and file:// need neither
+    moto_server = pytest.importorskip("moto.server")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     port = _free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
