@@ -360,7 +360,7 @@ def scan(
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("directory")
 @click.option("--snapshot", required=True, help="Snapshot label to rebuild.")
 def reanalyze(directory, snapshot) -> None:
     """Rebuild a snapshot's domains table from its stored DNS answers (no network).

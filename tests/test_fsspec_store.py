@@ -46,8 +46,7 @@ def s3() -> Iterator[str]:
     The endpoint goes through fsspec's own configuration (as ``FSSPEC_S3_ENDPOINT_URL`` would set
     it), the credentials through the usual AWS variables: no option of the code is involved.
     """
-    pytest.importorskip("s3fs")  # the S3 tests only; memory:// and file:// need neither
-    moto_server = pytest.importorskip("moto.server")
+    import moto.server as moto_server  # the test extra; `make test` installs it (and s3fs)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     port = _free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -272,7 +271,6 @@ def test_report_errors_for_urls(s3) -> None:
 
 
 def test_cluster_scan_into_file_url_equals_local(population, small_buckets, tmp_path) -> None:
-    pytest.importorskip("distributed")
     url = f"file://{tmp_path}/dask"
     opts = ScanOptions(resolvers=[population["server"].address], qps=0, cluster="local:2")
     m = scan([population["list"]], url, snapshot="q", options=opts)
@@ -283,7 +281,6 @@ def test_cluster_scan_into_file_url_equals_local(population, small_buckets, tmp_
 
 def test_cluster_scan_into_s3_equals_local(s3, population, small_buckets) -> None:
     """Dask worker processes write their shards to S3: the endpoint travels with the Location."""
-    pytest.importorskip("distributed")
     url = f"s3://{BUCKET}/dask"
     opts = ScanOptions(resolvers=[population["server"].address], qps=0, cluster="local:2")
     m = scan([population["list"]], url, snapshot="q", options=opts)
