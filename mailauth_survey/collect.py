@@ -431,9 +431,7 @@ def scan(
             with contextlib.suppress(OSError):
                 (Path(out.path) / ".work").rmdir()
 
-    counts = Counter()
-    for part in ddir.glob("part-*.parquet"):
-        counts.update(store.read_table(part, columns=["status"]).column("status").to_pylist())
+    counts = _status_counts(ddir.glob("part-*.parquet"))
     manifest.update(
         complete=True,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -444,6 +442,14 @@ def scan(
     )
     store.write_manifest(out, label, manifest)
     return manifest
+
+
+def _status_counts(parts: Iterable[store.Location]) -> Counter:
+    """Domains by status over a snapshot's domains parts (for the manifest)."""
+    counts: Counter = Counter()
+    for part in parts:
+        counts.update(store.read_table(part, columns=["status"]).column("status").to_pylist())
+    return counts
 
 
 def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
@@ -745,7 +751,7 @@ def retry_errors(
         await fleet.open()
         sem = asyncio.Semaphore(options.concurrency)
 
-        async def one(name: str) -> tuple[dict, list[dict]]:
+        async def one(name: str) -> tuple[dict, list[Record], list[dict]]:
             async with sem:
                 result = await scan_domain(name, fleet, probing)
             fleet.check_alive()
@@ -772,9 +778,7 @@ def retry_errors(
         raise ScanError(
             f"{exc}; parts already retried are kept, run the same command again"
         ) from None
-    counts = Counter()
-    for part in parts:
-        counts.update(store.read_table(part, columns=["status"]).column("status").to_pylist())
+    counts = _status_counts(parts)
     manifest.setdefault("retries", []).append(
         {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
