@@ -14,6 +14,7 @@ few buckets whatever the list length, and a re-run skips the buckets already wri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import multiprocessing
@@ -30,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from . import __version__, store
 from .analysis import MAX_MX_HOSTS, DomainProbes, analyze_domain, transport_columns
@@ -477,6 +480,10 @@ def _run_buckets(
 ) -> Stats:
     """Scan the ``todo`` buckets in this process, on its own event loop."""
 
+    # The system allocator gives freed Parquet buffers back; mimalloc (pyarrow's default) keeps
+    # them per thread, which showed as ~25% more peak RSS in a scan.
+    pa.set_memory_pool(pa.system_memory_pool())
+
     async def run() -> Stats:
         fleet = _new_fleet(options, share)
         probing = Probing.from_options(options)
@@ -621,7 +628,7 @@ async def _scan_buckets(
     async def producer() -> None:
         for b, names in feed_order():
             if not names:
-                await asyncio.to_thread(_write_bucket, b, [], [], [], ddir, rdir)
+                await loop.run_in_executor(writer, _write_bucket, b, [], [], [], ddir, rdir)
                 continue
             pending[b] = len(names)
             rows[b], recs[b], prob[b] = [], [], []
@@ -633,16 +640,14 @@ async def _scan_buckets(
     held: list[int] = []  # whole buckets kept back while no resolver answers
 
     writes: list[asyncio.Future] = []
+    # One writer thread: parts are written in order, and one thread keeps one malloc arena.
+    writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="parts")
+    loop = asyncio.get_running_loop()
 
     def flush(b: int) -> None:
         # Parquet encoding runs in a thread so that replies keep being read meanwhile.
-        writes.append(
-            asyncio.ensure_future(
-                asyncio.to_thread(
-                    _write_bucket, b, rows.pop(b), recs.pop(b), prob.pop(b), ddir, rdir
-                )
-            )
-        )
+        args = (b, rows.pop(b), recs.pop(b), prob.pop(b), ddir, rdir)
+        writes.append(loop.run_in_executor(writer, _write_bucket, *args))
         del pending[b]
 
     async def worker() -> None:
@@ -686,6 +691,7 @@ async def _scan_buckets(
         for result in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(result, BaseException):
                 fatal.append(result)
+        writer.shutdown()
     if fatal:
         exc = fatal[0]
         if isinstance(exc, NoResolverAnswering):
