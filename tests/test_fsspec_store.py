@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from mailauth_survey import report, store
 from mailauth_survey.analysis import reanalyze
 from mailauth_survey.collect import Progress, ScanError, ScanOptions, retry_errors, scan
 from tests.conftest import write_list
+from tests.nsd import free_port
 from tests.test_resume import NAMES, _population
 
 BUCKET = "mailauth-test"
@@ -33,12 +33,6 @@ FAKE_AWS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
     """A moto S3 server on loopback with one bucket; fsspec's config points s3fs at it.
@@ -48,7 +42,7 @@ def s3() -> Iterator[str]:
     """
     import moto.server as moto_server  # the test extra; `make test` installs it (and s3fs)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    port = _free_port()
+    port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -37,14 +36,9 @@ from mailauth_survey.probes import (
     starttls_columns,
     to_row,
 )
+from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- aiosmtpd servers ---------------------------------------------------------------------------
