@@ -147,18 +147,13 @@ class TreeSampler(threading.Thread):
 
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise BenchError("no free loopback port")
+    """A port free for both UDP and TCP on 127.0.0.1 (the test servers' helper)."""
+    from tests.nsd import free_port as test_free_port  # the repository root is on sys.path
+
+    try:
+        return test_free_port()
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
 
 
 try:

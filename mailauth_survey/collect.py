@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -468,6 +468,22 @@ def _new_fleet(options: ScanOptions, share: int = 1) -> Fleet:
     )
 
 
+@contextlib.asynccontextmanager
+async def _scanner(
+    options: ScanOptions, share: int = 1
+) -> AsyncIterator[tuple[Fleet, Probing | None]]:
+    """The fleet (sockets open) and the probes of one scanning process, closed on the way out."""
+    fleet = _new_fleet(options, share)
+    probing = Probing.from_options(options)
+    await fleet.open()
+    try:
+        yield fleet, probing
+    finally:
+        fleet.close()
+        if probing is not None:
+            await probing.close()
+
+
 def _run_buckets(
     todo: list[int],
     names_of: Callable[[int], list[str]],
@@ -485,17 +501,10 @@ def _run_buckets(
     pa.set_memory_pool(pa.system_memory_pool())
 
     async def run() -> Stats:
-        fleet = _new_fleet(options, share)
-        probing = Probing.from_options(options)
-        await fleet.open()
-        try:
+        async with _scanner(options, share) as (fleet, probing):
             await _scan_buckets(
                 todo, names_of, fleet, ddir, rdir, progress, options, on_progress, probing
             )
-        finally:
-            fleet.close()
-            if probing is not None:
-                await probing.close()
         return fleet.stats
 
     with _event_loop_runner() as runner:
@@ -752,9 +761,11 @@ def retry_errors(
             progress.total += len(names)
 
     async def run() -> Stats:
-        fleet = _new_fleet(options)
-        probing = Probing.from_options(options)
-        await fleet.open()
+        async with _scanner(options) as (fleet, probing):
+            await _retry_parts(fleet, probing)
+        return fleet.stats
+
+    async def _retry_parts(fleet: Fleet, probing: Probing | None) -> None:
         sem = asyncio.Semaphore(options.concurrency)
 
         async def one(name: str) -> tuple[dict, list[Record], list[dict]]:
@@ -767,15 +778,9 @@ def retry_errors(
                 on_progress(progress)
             return result
 
-        try:
-            for part, names in todo:
-                results = await asyncio.gather(*(one(n) for n in names))
-                _replace_in_part(part, rdir / part.name, results)
-        finally:
-            fleet.close()
-            if probing is not None:
-                await probing.close()
-        return fleet.stats
+        for part, names in todo:
+            results = await asyncio.gather(*(one(n) for n in names))
+            _replace_in_part(part, rdir / part.name, results)
 
     try:
         with _event_loop_runner() as runner:
