@@ -106,11 +106,18 @@ def mx_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
         cols.update(mx_hosts=hosts, mx_null=null, has_mx=bool(hosts))
         if hosts:
             cols["mx_provider"] = registrable_domain(hosts[0]) or hosts[0]
-        # The exchanges' addresses: stored for transport-security analysis (DANE, STARTTLS).
-        for host in hosts[:MAX_MX_HOSTS]:
-            dns.get(host, "A")
-            dns.get(host, "AAAA")
     return cols
+
+
+def ask_mx_addresses(mx_hosts: list[str] | None, dns: AnswerSet) -> None:
+    """Ask for the exchanges' addresses: stored for transport security (DANE, STARTTLS).
+
+    Apart from :func:`mx_columns`, whose columns do not depend on them (so they are final, and
+    kept, as soon as the apex answers are in).
+    """
+    for host in (mx_hosts or [])[:MAX_MX_HOSTS]:
+        dns.get(host, "A")
+        dns.get(host, "AAAA")
 
 
 def ns_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
@@ -201,11 +208,13 @@ def analyze_domain(
             if dns.misses == before:
                 memo[name] = cols
         row.update(cols)
+    ask_mx_addresses(row["mx_hosts"], dns)
     if row["mta_sts_status"] == "valid":
         # Where the policy is served: the collector fetches it from these addresses.
         dns.get(f"mta-sts.{domain}", "A")
         dns.get(f"mta-sts.{domain}", "AAAA")
-    row.update(transport_columns(domain, row, probes))
+    if not dns.missing:  # (a row still missing answers is only the collector's plan)
+        row.update(transport_columns(domain, row, probes))
     return row
 
 

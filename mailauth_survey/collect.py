@@ -122,7 +122,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _us(epoch: float) -> int:
     """Microseconds since the epoch: how records hold their time until the part is written."""
-    return round(epoch * 1_000_000)
+    return int(epoch * 1_000_000 + 0.5)
 
 
 def _ts(us: int) -> datetime:
@@ -142,7 +142,7 @@ def record_row(domain: str, lk: Lookup) -> Record:
         a.qname,
         a.qtype,
         a.rcode,
-        list(a.records),
+        a.records,  # a tuple; a list once in a dict row
         a.ad,
         lk.rtt_ms,
         lk.attempts,
@@ -155,6 +155,7 @@ def record_row(domain: str, lk: Lookup) -> Record:
 def record_dict(record: Record) -> dict[str, Any]:
     row = dict(zip(store.RECORDS_SCHEMA.names, record, strict=True))
     row["queried_at"] = _ts(row["queried_at"])
+    row["answers"] = list(row["answers"])
     return row
 
 
@@ -233,9 +234,7 @@ async def scan_domain(
     row: dict[str, Any] = {}
     memo: dict[str, dict[str, Any]] = {}
     for _round in range(MAX_ROUNDS):
-        lookups = await asyncio.gather(
-            *[fleet.lookup(q, t, shared=_shared(q, domain)) for q, t in need]
-        )
+        lookups = await fleet.lookup_all([(q, t, _shared(q, domain)) for q, t in need])
         for lk in lookups:
             dns.add(lk.answer)
             records.append(record_row(domain, lk))
@@ -248,8 +247,10 @@ async def scan_domain(
         need = sorted(dns.missing)[:budget]
         dns.missing.clear()
     probe_rows: list[dict[str, Any]] = []
+    probes = None
     if probing is not None and row.get("status") == "ok":
         probes, probe_rows = await probing.run(domain, row, dns)
+    if row.get("status") is not None:  # (also a row cut short by the query budget)
         row.update(transport_columns(domain, row, probes))
     row["scanned_at"] = _ts(max(r[_QUERIED_AT] for r in records)) if records else None
     return row, records, probe_rows

@@ -100,37 +100,60 @@ class _Proto(asyncio.DatagramProtocol):
         pass  # ICMP errors surface as timeouts; the retry logic handles them
 
 
+class _Batch:
+    """The lookups of one collection round: one future for all of them, done with the last.
+
+    A future per query and ``asyncio.gather`` over them cost more than the rest of a query's
+    bookkeeping together.
+    """
+
+    __slots__ = ("future", "results", "left", "single")
+
+    def __init__(self, future: asyncio.Future, size: int, single: bool = False) -> None:
+        self.future = future
+        self.results: list[Lookup | None] = [None] * size
+        self.left = size
+        self.single = single  # the future's result is the one Lookup, not a list
+
+    def put(self, index: int, result: Lookup) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if self.left == 0 and not self.future.done():  # (done: the waiter was cancelled)
+            self.future.set_result(self.results[0] if self.single else self.results)
+
+
 class _Query:
-    """One (qname, qtype) being resolved: attempts, CNAME steps, and the future to complete."""
+    """One (qname, qtype) being resolved: attempts, CNAME steps, and the batch slot to fill."""
 
     __slots__ = (
-        "qname", "qtype", "target", "future", "attempt", "attempts", "tried", "upstream", "qid",
-        "gen", "sent", "started", "when", "records", "seen", "rtt", "transport", "failure",
-        "first_ad", "resolver", "key",
+        "qname", "qtype", "target", "batch", "index", "attempt", "attempts", "tried",
+        "upstream", "qid", "gen", "sent", "when", "records", "seen", "rtt", "transport",
+        "failure", "first_ad", "resolver", "key", "finished",
     )  # fmt: skip
 
-    def __init__(self, qname: str, qtype: str, future: asyncio.Future, now: float) -> None:
+    def __init__(self, qname: str, qtype: str, batch: _Batch, index: int, when: float) -> None:
         self.qname = qname
         self.qtype = qtype
         self.target = qname  # the name asked in the current step of a CNAME chain
-        self.future = future
+        self.batch = batch
+        self.index = index
         self.attempt = 0  # attempts of the current step
         self.attempts = 0  # over all steps
-        self.tried: set[int] = set()
+        self.tried = 0  # bit i: resolver i was tried in the current step
         self.upstream: Upstream | None = None
         self.qid = -1
         self.gen = 0  # bumped when an attempt ends, so a stale timeout entry is ignored
         self.sent = 0.0
-        self.started = now
-        self.when = time.time()
-        self.records: list[str] = []
-        self.seen = {qname}
+        self.when = when
+        self.records: list[str] | None = None  # the CNAME chain so far (None: first step)
+        self.seen: set[str] | None = None  # names of the chain (None: first step)
         self.rtt = 0.0
         self.transport = "udp"
         self.failure = ERROR
         self.first_ad: bool | None = None
         self.resolver = ""
         self.key: tuple[str, str] | None = None  # set when the result feeds the shared cache
+        self.finished = False
 
 
 class Upstream:
@@ -255,7 +278,7 @@ class Fleet:
         self._inflight_count = 0
         self._cache: OrderedDict[tuple[str, str], Lookup] = OrderedDict()
         self._cache_size = cache_size
-        self._joining: dict[tuple[str, str], list[asyncio.Future]] = {}
+        self._joining: dict[tuple[str, str], list[tuple[_Batch, int]]] = {}
         self._last_reply = self._loop.time()
         self._opened = False
 
@@ -297,43 +320,64 @@ class Fleet:
 
     def lookup(self, qname: str, qtype: str, *, shared: bool = False) -> asyncio.Future:
         """A future of the :class:`Lookup`; the sockets must be open (see :meth:`resolve`)."""
+        batch = _Batch(self._loop.create_future(), 1, single=True)
+        self._submit(batch, 0, qname, qtype, shared, time.time())
+        return batch.future
+
+    def lookup_all(self, queries: Iterable[tuple[str, str, bool]]) -> asyncio.Future:
+        """A future of the list of :class:`Lookup` of ``(qname, qtype, shared)`` queries, in order.
+
+        ``shared``: other domains may ask the same name, so its answer is kept in the scan's cache.
+        """
+        queries = list(queries)
+        batch = _Batch(self._loop.create_future(), len(queries))
+        if not queries:
+            batch.future.set_result([])
+        when = time.time()
+        for i, (qname, qtype, shared) in enumerate(queries):
+            self._submit(batch, i, qname, qtype, shared, when)
+        return batch.future
+
+    def _submit(
+        self, batch: _Batch, index: int, qname: str, qtype: str, shared: bool, when: float
+    ) -> None:
         qname = normalize_name(qname)
         qtype = qtype.upper()
-        fut = self._loop.create_future()
+        key = None
         if shared:
             key = (qname, qtype)
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 self.stats.cache_hits += 1
-                fut.set_result(Lookup(hit.answer, 0.0, 0, hit.resolver, "cache", time.time()))
-                return fut
+                batch.put(index, Lookup(hit.answer, 0.0, 0, hit.resolver, "cache", when))
+                return
             waiting = self._joining.get(key)
             if waiting is not None:
-                waiting.append(fut)  # the same name is already being asked: share its answer
-                return fut
+                # The same name is already being asked: share its answer.
+                waiting.append((batch, index))
+                return
             self._joining[key] = []
-        q = _Query(qname, qtype, fut, self._loop.time())
-        if shared:
-            q.key = (qname, qtype)
+        q = _Query(qname, qtype, batch, index, when)
+        q.key = key
         if not valid_qname(qname):
             q.failure = ERROR
             q.transport = "none"
             self._finish(q, Answer(qname, qtype, ERROR))
-            return fut
+            return
         self._ready.append(q)
         self._dispatch_soon()
-        return fut
 
     # --- dispatch, timeouts, replies --------------------------------------------------------
 
-    def _pick(self, avoid: set[int]) -> Upstream:
-        now = self._loop.time()
+    def _pick(self, avoid: int) -> Upstream:
+        """The least busy healthy resolver not in the ``avoid`` bit set (bit i: resolver i)."""
         ups = self.upstreams
         if len(ups) == 1:
             return ups[0]
+        now = self._loop.time()
         healthy = [u for u in ups if u.healthy(now)]
-        pool = [u for u in healthy if u.index not in avoid] or healthy
+        pool = [u for u in healthy if not (avoid >> u.index) & 1] or healthy
         if not pool:
             return min(ups, key=lambda u: u.down_until)  # all set aside: probe the first back
         return min(pool, key=lambda u: (u.inflight, random.random()))
@@ -358,7 +402,7 @@ class Fleet:
                 self._tokens -= 1.0
             q = ready.popleft()
             up = self._pick(q.tried)
-            q.tried.add(up.index)
+            q.tried |= 1 << up.index
             q.upstream = up
             q.qid = up.new_id()
             q.attempt += 1
@@ -402,7 +446,7 @@ class Fleet:
         timers = self._timers
         while timers and timers[0][0] <= now:
             _deadline, q, gen = timers.popleft()
-            if gen != q.gen or q.future.done():
+            if gen != q.gen or q.finished:
                 continue  # answered (or moved on) since
             up = q.upstream
             if up is not None and up.pending.get(q.qid) is q:
@@ -427,7 +471,7 @@ class Fleet:
         self.stats.by_rcode[q.failure] = self.stats.by_rcode.get(q.failure, 0) + 1
         q.rtt += (self._loop.time() - q.sent) * 1000
         q.resolver = q.resolver or (q.upstream.name if q.upstream else "")
-        self._finish(q, Answer(q.qname, q.qtype, q.failure, tuple(q.records)))
+        self._finish(q, Answer(q.qname, q.qtype, q.failure, tuple(q.records or ())))
 
     def _requeue(self, q: _Query) -> None:
         self._ready.append(q)
@@ -493,38 +537,51 @@ class Fleet:
         if len(resp.records) > MAX_ANSWER_RECORDS:
             # A zone's answer is bounded like everything a zone controls; an absurd one is an
             # error, stated, never a silently shortened record set.
-            self._finish(q, Answer(q.qname, q.qtype, ERROR, tuple(q.records)))
+            self._finish(q, Answer(q.qname, q.qtype, ERROR, tuple(q.records or ())))
             return
         records = q.records
-        for r in resp.records:
-            if r not in records:
-                records.append(r)
-        answer = Answer(q.qname, q.qtype, resp.rcode, tuple(records), bool(q.first_ad and resp.ad))
-        if resp.rcode == NOERROR and q.qtype != "CNAME" and len(q.seen) <= MAX_CNAME_CHAIN:
+        if records is None:  # the first step (almost always the only one)
+            got = resp.records
+        else:
+            for r in resp.records:
+                if r not in records:
+                    records.append(r)
+            got = tuple(records)
+        answer = Answer(q.qname, q.qtype, resp.rcode, got, bool(q.first_ad and resp.ad))
+        if resp.rcode == NOERROR and q.qtype != "CNAME" and got:
             target = answer.cname_target()
-            if target is not None and target not in q.seen and valid_qname(target):
-                q.seen.add(target)
+            seen = q.seen or {q.qname}
+            if (
+                target is not None
+                and target not in seen
+                and len(seen) <= MAX_CNAME_CHAIN
+                and valid_qname(target)
+            ):
+                seen.add(target)
+                q.seen = seen
+                q.records = list(dict.fromkeys(got))
                 q.target = target
                 q.attempt = 0
-                q.tried = set()
+                q.tried = 0
                 self._ready.append(q)
                 return
         self._finish(q, answer)
 
     def _finish(self, q: _Query, answer: Answer) -> None:
+        if q.finished:
+            return
+        q.finished = True
         result = Lookup(answer, q.rtt, q.attempts, q.resolver, q.transport, q.when)
-        if not q.future.done():
-            q.future.set_result(result)
+        q.batch.put(q.index, result)
         if q.key is not None:
             if answer.rcode in (NOERROR, NXDOMAIN):
                 self._cache[q.key] = result
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
             now = time.time()
-            for fut in self._joining.pop(q.key, ()):
+            for batch, index in self._joining.pop(q.key, ()):
                 self.stats.cache_hits += 1
-                if not fut.done():
-                    fut.set_result(Lookup(answer, 0.0, 0, result.resolver, "cache", now))
+                batch.put(index, Lookup(answer, 0.0, 0, result.resolver, "cache", now))
 
     def close(self) -> None:
         for handle in (self._tick_handle, self._flush_handle):
