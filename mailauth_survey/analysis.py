@@ -172,6 +172,11 @@ def apex_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
     }
 
 
+def _parts() -> list[tuple[str, Any]]:
+    """(memo key, function) of each part of a row after the identity columns."""
+    return [("apex", apex_columns)] + [(m.__name__, m.analyze) for m in POLICY_MODULES]
+
+
 def analyze_domain(
     domain: str,
     dns: AnswerSet,
@@ -199,8 +204,7 @@ def analyze_domain(
             dns.get(domain, qtype)
         if dns.missing:
             return row
-    parts = [("apex", apex_columns)] + [(m.__name__, m.analyze) for m in POLICY_MODULES]
-    for name, part in parts:
+    for name, part in _parts():
         cols = memo.get(name)
         if cols is None:
             before = dns.misses

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Response codes as stored (upper case, as SPEC.md asks). TIMEOUT: no usable reply after all
 # retries. ERROR: the query could not be made or every reply was junk. MISSING: never collected
@@ -224,8 +225,12 @@ def domain_exists(domain: str, dns: AnswerSet) -> bool | None:
 APEX_QTYPES = ("MX", "TXT", "NS")
 
 
+@lru_cache(maxsize=1 << 16)
 def valid_qname(name: str) -> bool:
-    """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII."""
+    """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII.
+
+    Cached: analysis asks it of the same names in every collection round.
+    """
     name = name.rstrip(".")
     if not name or len(name) > 253 or not name.isascii():
         return False
