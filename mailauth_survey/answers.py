@@ -225,7 +225,7 @@ def domain_exists(domain: str, dns: AnswerSet) -> bool | None:
 APEX_QTYPES = ("MX", "TXT", "NS")
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def valid_qname(name: str) -> bool:
     """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII.
 

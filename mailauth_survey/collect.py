@@ -571,7 +571,11 @@ def _run_workers(
     options: ScanOptions,
     on_progress: Callable[[Progress], None] | None,
 ) -> Stats:
-    """Spread the buckets over ``options.workers`` processes (one event loop and fleet each)."""
+    """Spread the buckets over ``options.workers`` processes (one event loop and fleet each).
+
+    This process is one of them: it scans its share while it relays the others' progress, so
+    ``--workers 2`` is two processes, not three.
+    """
     n = min(options.workers, len(todo))
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
@@ -581,38 +585,65 @@ def _run_workers(
             args=(i, todo[i::n], work, ddir, rdir, options, n, channel),
             daemon=True,
         )
-        for i in range(n)
+        for i in range(1, n)
     ]
     for proc in procs:
         proc.start()
     total = Stats()
-    queries = [0] * n
-    finished = 0
-    try:
-        while finished < n:
+    base = progress.done  # (domains skipped on resume)
+    others = {"done": 0, "status": Counter(), "queries": [0] * n, "finished": 0}
+    mine = Progress()
+
+    def publish() -> None:
+        progress.done = base + mine.done + others["done"]
+        progress.by_status = mine.by_status + others["status"]
+        progress.queries = mine.queries + sum(others["queries"])
+        if on_progress is not None:
+            on_progress(progress)
+
+    def drain(timeout: float | None) -> None:
+        """Take the other workers' messages (waiting up to ``timeout`` s for the first)."""
+        while True:
             try:
-                msg = channel.get(timeout=1.0)
+                msg = channel.get(timeout=timeout) if timeout else channel.get_nowait()
             except queue_module.Empty:
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
                     raise ScanError(
                         f"a scan worker died (exit code {dead[0].exitcode}); run the same command again to resume"
                     ) from None
-                continue
+                return
+            timeout = None
             kind, index = msg[0], msg[1]
             if kind == "progress":
                 _, _, done, statuses, q = msg
-                progress.done += done
-                progress.by_status.update(statuses)
-                queries[index] = q
-                progress.queries = sum(queries)
-                if on_progress is not None:
-                    on_progress(progress)
+                others["done"] += done
+                others["status"].update(statuses)
+                others["queries"][index] = q
             elif kind == "done":
-                finished += 1
+                others["finished"] += 1
                 _add_stats(total, msg[2])
             else:
                 raise ScanError(f"{msg[2]}")
+
+    last = [0.0]
+
+    def relay(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.25:
+            last[0] = now
+            drain(None)
+            publish()
+
+    try:
+        own = _run_buckets(
+            todo[0::n], partial(bucket_domains, work), ddir, rdir, mine, options, relay, n
+        )
+        _add_stats(total, asdict(own))
+        while others["finished"] < n - 1:
+            drain(1.0)
+            publish()
+        publish()
     finally:
         for proc in procs:
             if proc.is_alive():
