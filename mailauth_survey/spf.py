@@ -497,7 +497,7 @@ def _record_warnings(terms: list[Term]) -> list[str]:
     return warnings
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)
 def _spf_records(answer: Answer) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
     """The SPF records of a TXT answer, joined text with raw strings; others discarded (4.5).
 

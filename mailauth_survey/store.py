@@ -24,7 +24,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,21 +326,38 @@ def write_part(
     return write_table(directory, name, table)
 
 
-def write_table(directory: str | Path | Location, name: str, table: pa.Table) -> Location:
+def write_table(
+    directory: str | Path | Location,
+    name: str,
+    table: pa.Table | Iterable[pa.Table],
+    schema: pa.Schema | None = None,
+) -> Location:
+    """Write one part atomically: a table, or tables of ``schema`` written as row groups."""
     directory = Location.of(directory)
     final = directory / name
     if final.local:
         directory.mkdir()
         tmp = directory / f".{name}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp.path, compression="zstd")
+        _write_parquet(table, schema, tmp.path)
         with open(tmp.path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp.path, final.path)
     else:  # encoded in memory, then sent whole: never half an object in the store
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
+        _write_parquet(table, schema, sink)
         final.write_bytes(sink.getvalue().to_pybytes())
     return final
+
+
+def _write_parquet(
+    table: pa.Table | Iterable[pa.Table], schema: pa.Schema | None, where: Any
+) -> None:
+    if isinstance(table, pa.Table):
+        pq.write_table(table, where, compression="zstd")
+        return
+    with pq.ParquetWriter(where, schema, compression="zstd") as writer:
+        for t in table:
+            writer.write_table(t)
 
 
 _write_table = write_table
@@ -349,16 +366,29 @@ _write_table = write_table
 def write_tuples(
     directory: str | Path | Location, name: str, rows: list[tuple], schema: pa.Schema
 ) -> Location:
-    """Like :func:`write_part` for rows given as tuples in schema order (timestamps as µs)."""
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    arrays = []
-    for col, f in zip(columns, schema, strict=True):
-        if pa.types.is_timestamp(f.type):  # held as integer microseconds (cheaper than datetimes)
-            arrays.append(pa.array(list(col), type=pa.int64()).cast(f.type))
-        else:
-            arrays.append(pa.array(list(col), type=f.type))
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    return write_table(directory, name, table)
+    """Like :func:`write_part` for rows given as tuples in schema order (timestamps as µs).
+
+    Converted and written a row group at a time: the whole part as Arrow arrays at once was a
+    peak that the allocator kept as resident memory for the rest of the scan.
+    """
+
+    def tables() -> Iterator[pa.Table]:
+        for start in range(0, max(len(rows), 1), TUPLE_CHUNK_ROWS):
+            chunk = rows[start : start + TUPLE_CHUNK_ROWS]
+            columns = list(zip(*chunk, strict=True)) if chunk else [()] * len(schema)
+            arrays = []
+            for col, f in zip(columns, schema, strict=True):
+                if pa.types.is_timestamp(f.type):  # held as integer µs (cheaper than datetimes)
+                    arrays.append(pa.array(col, type=pa.int64()).cast(f.type))
+                else:
+                    arrays.append(pa.array(col, type=f.type))
+            yield pa.Table.from_arrays(arrays, schema=schema)
+
+    return write_table(directory, name, tables(), schema)
+
+
+#: Rows per row group of :func:`write_tuples`.
+TUPLE_CHUNK_ROWS = 8192
 
 
 def read_table(part: str | Path | Location, columns: list[str] | None = None) -> pa.Table:

@@ -152,9 +152,9 @@ def make_query(
     return _HEADER.pack(qid, flags, 1, 0, 0, 1) + question + _opt_rr(payload, dnssec_ok)
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=2048)
 def _question(qname: str, qtype: str) -> bytes:
-    """Question section for ``qname``/``qtype``; cached, as each name is asked several types."""
+    """Question section for ``qname``/``qtype``; cached for retries and a domain's apex types."""
     return _encode_name(qname) + _TYPE_CLASS.pack(_qtype_code(qtype), _IN)
 
 
