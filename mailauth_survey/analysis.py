@@ -172,9 +172,18 @@ def apex_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
     }
 
 
+_PARTS_CACHE: dict[tuple, list[tuple[str, Any]]] = {}
+
+
 def _parts() -> list[tuple[str, Any]]:
     """(memo key, function) of each part of a row after the identity columns."""
-    return [("apex", apex_columns)] + [(m.__name__, m.analyze) for m in POLICY_MODULES]
+    key = (apex_columns, POLICY_MODULES)  # (either may be swapped by a test)
+    parts = _PARTS_CACHE.get(key)
+    if parts is None:
+        parts = [("apex", apex_columns)] + [(m.__name__, m.analyze) for m in POLICY_MODULES]
+        _PARTS_CACHE.clear()
+        _PARTS_CACHE[key] = parts
+    return parts
 
 
 def analyze_domain(

@@ -36,9 +36,13 @@ def normalize_name(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Answer:
-    """One query's outcome. ``records`` are full RRs: ``owner. TTL CLASS TYPE rdata``."""
+    """One query's outcome. ``records`` are full RRs: ``owner. TTL CLASS TYPE rdata``.
+
+    Treated as immutable (and hashable by value) but not ``frozen``: a frozen dataclass costs
+    several times as much to create, and the scanner creates one per query.
+    """
 
     qname: str
     qtype: str

@@ -37,7 +37,7 @@ class WireError(ValueError):
     """A reply that is not a well-formed DNS response (or a query that cannot be built)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     id: int
     rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", ...
