@@ -592,10 +592,20 @@ class CheckdmarcResult:
     escapes_blocked: int
     http_blocked: int
     errors: int  # checks that ended in a DNS failure (timeout, SERVFAIL...), not "no record"
+    runs_per_s: list[float] = field(default_factory=list)  # every run; this one is the fastest
 
     @property
     def domains_per_s(self) -> float:
         return self.domains / self.seconds
+
+
+def fastest_checkdmarc(runs: list[CheckdmarcResult]) -> CheckdmarcResult | None:
+    """The fastest run, with every run's rate: the reference is checkdmarc at its best."""
+    if not runs:
+        return None
+    best = max(runs, key=lambda r: r.domains_per_s)
+    best.runs_per_s = [r.domains_per_s for r in runs]
+    return best
 
 
 def run_checkdmarc(nsd: NsdServer, domains_file: Path, k: int, workdir: Path) -> CheckdmarcResult:
@@ -805,7 +815,9 @@ def report(
         )
     if cd:
         print(
-            f"checkdmarc {cd.version}: {cd.domains} domains in {cd.seconds:.1f} s "
+            f"checkdmarc {cd.version}: best of {len(cd.runs_per_s)} runs "
+            f"({', '.join(f'{r:.2f}' for r in cd.runs_per_s)} domains/s, before and after the "
+            f"scan); best run: {cd.domains} domains in {cd.seconds:.1f} s "
             f"({cd.http_blocked} HTTP fetches and {cd.escapes_blocked} off-loopback connections "
             f"refused at once)"
         )
@@ -917,6 +929,16 @@ def main_run(args: argparse.Namespace, extra: list[str], workdir: Path) -> int:
         log(f"starting NSD on {nsd.address} with {nsd.zones:,} zones")
         nsd_info = nsd.start()
         log(f"NSD answers after {nsd_info.startup_s:.1f} s, {nsd_info.pss_mb:,.0f} MB")
+        cd_runs: list[CheckdmarcResult] = []
+
+        def checkdmarc_run() -> None:
+            cd_runs.append(run_checkdmarc(nsd, popdir / "domains.txt", args.checkdmarc, workdir))
+            log(f"checkdmarc: {cd_runs[-1].domains_per_s:.2f} domains/s")
+
+        # checkdmarc runs before and after the scan (the machine's pace drifts); the faster
+        # run is the reference.
+        if args.checkdmarc > 0 and args.checkdmarc_runs > 1:
+            checkdmarc_run()
         scan = run_scan(popdir / "domains.txt", workdir / "scan-out", nsd, args, extra)
         log(
             f"scan: {scan.domains:,} domains in {scan.wall_s:.1f} s, "
@@ -929,10 +951,10 @@ def main_run(args: argparse.Namespace, extra: list[str], workdir: Path) -> int:
             log(f"dnsperf query file: {lines:,} queries from the scan's records table")
             perf = run_dnsperf(nsd, qfile, args)
             log(f"dnsperf: {perf.qps:,.0f} q/s")
-        cd = None
         if args.checkdmarc > 0:
-            cd = run_checkdmarc(nsd, popdir / "domains.txt", args.checkdmarc, workdir)
-            log(f"checkdmarc: {cd.domains_per_s:.2f} domains/s")
+            while len(cd_runs) < max(1, args.checkdmarc_runs):
+                checkdmarc_run()
+        cd = fastest_checkdmarc(cd_runs)
     finally:
         nsd.stop()
     figures.update(
@@ -1042,6 +1064,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument(
         "--checkdmarc", type=int, default=300, metavar="K",
         help="checkdmarc on the first K domains (300; 0: skip)",
+    )  # fmt: skip
+    p.add_argument(
+        "--checkdmarc-runs", type=int, default=2, metavar="N",
+        help="checkdmarc runs, the first before the scan; the fastest is the reference (2)",
     )  # fmt: skip
     p.add_argument("--workdir", type=Path, help="keep everything here (reuses the population)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
