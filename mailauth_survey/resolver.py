@@ -573,6 +573,8 @@ class Fleet:
         q.finished = True
         result = Lookup(answer, q.rtt, q.attempts, q.resolver, q.transport, q.when)
         q.batch.put(q.index, result)
+        # The timeout FIFO keeps the query for its timeout after the answer: not its round.
+        q.batch = q.records = None  # type: ignore[assignment]
         if q.key is not None:
             if answer.rcode in (NOERROR, NXDOMAIN):
                 self._cache[q.key] = result
