@@ -227,6 +227,13 @@ def _resolver_help() -> str:
     help="Retries after a timeout (on another resolver when there is one).",
 )
 @click.option(
+    "--dead-after",
+    type=click.FloatRange(1, 3600),
+    default=45,
+    show_default=True,
+    help="Stop the scan when no resolver has answered for this many seconds (resume later).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
@@ -291,6 +298,7 @@ def scan(
     concurrency,
     timeout,
     retries,
+    dead_after,
     workers,
     cluster,
     mta_sts_policy,
@@ -326,6 +334,7 @@ def scan(
         concurrency=concurrency,
         timeout=timeout,
         retries=retries,
+        dead_after=dead_after,
         workers=workers,
         cluster=cluster,
         mta_sts_policy=mta_sts_policy,

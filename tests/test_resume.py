@@ -128,7 +128,26 @@ def test_workers_give_the_same_snapshot_as_one_process(tmp_path, nsd_factory) ->
     pd.testing.assert_frame_equal(r1, r2)
     m = json.loads(store.manifest_path(tmp_path / "two", "q").read_text())
     assert m["options"]["workers"] == 2 and m["domains"] == len(NAMES)
-    assert m["queries"]["queries"] > 0
+    m1 = json.loads(store.manifest_path(tmp_path / "one", "q").read_text())
+    # Every process's queries are counted (this one's share too): two processes each keep their
+    # own cache of shared names, so they ask at least as much as one.
+    assert m["queries"]["queries"] >= m1["queries"]["queries"] > 0
+    assert m["queries"]["replies"] >= m1["queries"]["replies"] > 0
+
+
+def test_workers_stop_in_one_line_when_no_resolver_answers(tmp_path, silent_resolver) -> None:
+    """The scanning parent and its worker both see the silence; the scan ends with one line."""
+    lst = write_list(tmp_path / "list.txt", NAMES)
+    env = {**os.environ, "MAILAUTH_SURVEY_BUCKET_BYTES": "400"}
+    cmd = _cmd(lst, tmp_path / "out", silent_resolver, 0) + [
+        "--workers", "2", "--timeout", "0.2", "--retries", "0", "--dead-after", "1",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no resolver answered" in lines[0], res.stderr
+    ddir, _ = store.snapshot_dirs(tmp_path / "out", "q")
+    assert not list(ddir.glob("part-*.parquet"))
 
 
 def test_no_resolver_answering_stops_the_scan_and_stores_nothing(
