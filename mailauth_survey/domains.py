@@ -12,6 +12,7 @@ import csv
 import hashlib
 import importlib.metadata
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -180,11 +181,18 @@ def category(domain: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DomainName:
-    """A normalized name from a list."""
+    """A normalized name from a list (its A-labels; the rest is derived when asked)."""
 
     domain: str  # A-labels
-    unicode: str  # U-labels
-    category: str
+
+    @property
+    def unicode(self) -> str:
+        """U-labels."""
+        return to_unicode(self.domain)
+
+    @property
+    def category(self) -> str:
+        return category(self.domain)
 
 
 class BadName(ValueError):
@@ -198,15 +206,25 @@ def normalize(raw: str) -> DomainName:
         raise BadName("empty name")
     if any(c.isspace() for c in name):
         raise BadName(f"{raw.strip()!r} contains white space")
-    try:
-        alabel = idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise BadName(f"{raw.strip()!r} is not a valid domain name ({exc})") from None
+    alabel = name.lower()
+    if not (alabel.isascii() and _PLAIN_LDH.match(alabel) and "--" not in alabel):
+        try:
+            alabel = idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise BadName(f"{raw.strip()!r} is not a valid domain name ({exc})") from None
     if "." not in alabel:
         raise BadName(f"{raw.strip()!r} has a single label; a domain under a TLD is expected")
     if len(alabel) > 253:
         raise BadName(f"{raw.strip()!r} is longer than 253 characters")
-    return DomainName(alabel, to_unicode(alabel), category(alabel))
+    return DomainName(alabel)
+
+
+#: Lower-case letter-digit-hyphen labels of 1-63 characters, no hyphen at either end: names
+#: that UTS 46 and IDNA 2008 leave as they are. With no "--" anywhere (so no A-label to check
+#: and no reserved hyphens, RFC 5891 4.2.3.1) such a name skips idna, which costs ~20 µs a name.
+_PLAIN_LDH = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
+)
 
 
 @lru_cache(maxsize=4096)
