@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from . import __version__
+
+# Arrow's C++ side (the Parquet writer) allocates from the pool chosen when pyarrow loads, which
+# pa.set_memory_pool does not reach: the system allocator gives freed buffers back, mimalloc kept
+# ~16 MB more resident per scanning process. Set before anything imports pyarrow; the --workers
+# processes inherit it.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
