@@ -203,16 +203,27 @@ def analyze_domain(
     rounds skip the part. The result is the same with or without it.
     """
     memo = {} if memo is None else memo
-    row: dict[str, Any] = dict.fromkeys(DOMAIN_COLUMNS)
-    if "identity" not in memo:
-        memo["identity"] = identity_columns(domain)
-    row.update(memo["identity"])
-    row["scanned_at"] = scanned_at
+    parts = analyze_parts(domain, dns, memo)
+    row = domain_row(domain, parts, memo, scanned_at)
+    if parts is not None and not dns.missing:  # (a row still missing answers is only a plan)
+        row.update(transport_columns(domain, row, probes))
+    return row
+
+
+def analyze_parts(
+    domain: str, dns: AnswerSet, memo: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """Each part's columns (apex, then each policy module), asking what they miss in ``dns``.
+
+    None while the apex answers are not all in. The collector calls this once per round and
+    builds the row (:func:`domain_row`) once, when nothing more is missing.
+    """
     if "apex" not in memo:
         for qtype in APEX_QTYPES:
             dns.get(domain, qtype)
         if dns.missing:
-            return row
+            return None
+    found = []
     for name, part in _parts():
         cols = memo.get(name)
         if cols is None:
@@ -220,14 +231,30 @@ def analyze_domain(
             cols = part(domain, dns)
             if dns.misses == before:
                 memo[name] = cols
-        row.update(cols)
-    ask_mx_addresses(row["mx_hosts"], dns)
-    if row["mta_sts_status"] == "valid":
+        found.append(cols)
+    apex = found[0]
+    ask_mx_addresses(apex["mx_hosts"], dns)
+    if any(cols.get("mta_sts_status") == "valid" for cols in found):
         # Where the policy is served: the collector fetches it from these addresses.
         dns.get(f"mta-sts.{domain}", "A")
         dns.get(f"mta-sts.{domain}", "AAAA")
-    if not dns.missing:  # (a row still missing answers is only the collector's plan)
-        row.update(transport_columns(domain, row, probes))
+    return found
+
+
+def domain_row(
+    domain: str,
+    parts: list[dict[str, Any]] | None,
+    memo: dict[str, dict[str, Any]],
+    scanned_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The row from :func:`analyze_parts`' columns (identity columns alone when None)."""
+    row: dict[str, Any] = dict.fromkeys(DOMAIN_COLUMNS)
+    if "identity" not in memo:
+        memo["identity"] = identity_columns(domain)
+    row.update(memo["identity"])
+    row["scanned_at"] = scanned_at
+    for cols in parts or ():
+        row.update(cols)
     return row
 
 

@@ -36,7 +36,13 @@ from typing import Any
 import pyarrow as pa
 
 from . import __version__, store
-from .analysis import MAX_MX_HOSTS, DomainProbes, analyze_domain, transport_columns
+from .analysis import (
+    MAX_MX_HOSTS,
+    DomainProbes,
+    analyze_parts,
+    domain_row,
+    transport_columns,
+)
 from .answers import APEX_QTYPES, AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
 from .probes import (
@@ -231,14 +237,14 @@ async def scan_domain(
     records: list[Record] = []
     # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
     need: list[tuple[str, str]] = [(domain, t) for t in APEX_QTYPES]
-    row: dict[str, Any] = {}
     memo: dict[str, dict[str, Any]] = {}
+    parts = None
     for _round in range(MAX_ROUNDS):
         lookups = await fleet.lookup_all([(q, t, _shared(q, domain)) for q, t in need])
         for lk in lookups:
             dns.add(lk.answer)
             records.append(record_row(domain, lk))
-        row = analyze_domain(domain, dns, memo=memo)
+        parts = analyze_parts(domain, dns, memo)
         if not dns.missing:
             break
         budget = MAX_QUERIES_PER_DOMAIN - len(records)
@@ -246,6 +252,7 @@ async def scan_domain(
             break
         need = sorted(dns.missing)[:budget]
         dns.missing.clear()
+    row = domain_row(domain, parts, memo)
     probe_rows: list[dict[str, Any]] = []
     probes = None
     if probing is not None and row.get("status") == "ok":
