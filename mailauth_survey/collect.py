@@ -510,7 +510,7 @@ def _tune_gc() -> None:
 
 
 def _run_buckets(
-    todo: list[int],
+    todo: Iterable[int],
     names_of: Callable[[int], list[str]],
     ddir: store.Location,
     rdir: store.Location,
@@ -537,9 +537,25 @@ def _run_buckets(
         return runner.run(run())
 
 
+def _claimed(todo: list[int], claims: Any) -> Iterator[int]:
+    """The buckets of ``todo`` this process claims, one at a time, from a counter all share.
+
+    Each process takes the next bucket when it is ready for one, so they finish together
+    (a fixed split left one process scanning alone for seconds at the end).
+    """
+    while True:
+        with claims.get_lock():
+            i = claims.value
+            claims.value = i + 1
+        if i >= len(todo):
+            return
+        yield todo[i]
+
+
 def _worker_main(
     index: int,
     todo: list[int],
+    claims: Any,
     work: Path,
     ddir: store.Location,
     rdir: store.Location,
@@ -561,7 +577,14 @@ def _worker_main(
 
     try:
         stats = _run_buckets(
-            todo, partial(bucket_domains, work), ddir, rdir, progress, options, report, share
+            _claimed(todo, claims),
+            partial(bucket_domains, work),
+            ddir,
+            rdir,
+            progress,
+            options,
+            report,
+            share,
         )
         report(progress, final=True)
         channel.put(("done", index, asdict(stats)))
@@ -580,16 +603,17 @@ def _run_workers(
 ) -> Stats:
     """Spread the buckets over ``options.workers`` processes (one event loop and fleet each).
 
-    This process is one of them: it scans its share while it relays the others' progress, so
-    ``--workers 2`` is two processes, not three.
+    This process is one of them: it claims buckets as the others do while it relays their
+    progress, so ``--workers 2`` is two processes, not three.
     """
     n = min(options.workers, len(todo))
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
+    claims = ctx.Value("q", 0)
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(i, todo[i::n], work, ddir, rdir, options, n, channel),
+            args=(i, todo, claims, work, ddir, rdir, options, n, channel),
             daemon=True,
         )
         for i in range(1, n)
@@ -644,7 +668,14 @@ def _run_workers(
 
     try:
         own = _run_buckets(
-            todo[0::n], partial(bucket_domains, work), ddir, rdir, mine, options, relay, n
+            _claimed(todo, claims),
+            partial(bucket_domains, work),
+            ddir,
+            rdir,
+            mine,
+            options,
+            relay,
+            n,
         )
         _add_stats(total, asdict(own))
         while others["finished"] < n - 1:
@@ -669,7 +700,7 @@ def _add_stats(total: Stats, part: dict[str, Any]) -> None:
 
 
 async def _scan_buckets(
-    todo: list[int],
+    todo: Iterable[int],
     names_of: Callable[[int], list[str]],
     fleet: Fleet,
     ddir: store.Location,
