@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 # Response codes as stored (upper case, as SPEC.md asks). TIMEOUT: no usable reply after all
@@ -41,7 +41,8 @@ class Answer:
     """One query's outcome. ``records`` are full RRs: ``owner. TTL CLASS TYPE rdata``.
 
     Treated as immutable (and hashable by value) but not ``frozen``: a frozen dataclass costs
-    several times as much to create, and the scanner creates one per query.
+    several times as much to create, and the scanner creates one per query. The rdata lists
+    it returns are shared by every caller: read them, do not change them.
     """
 
     qname: str
@@ -49,6 +50,11 @@ class Answer:
     rcode: str
     records: tuple[str, ...] = ()
     ad: bool = False
+    #: rdata by upper-case type, split once: analysis asks the same answer 10-20 times, and a
+    #: provider's answer (cached by the scan) for thousands of domains.
+    _by_type: dict[str, list] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def ok(self) -> bool:
@@ -69,13 +75,7 @@ class Answer:
 
         Records of any owner count, so a CNAME chain's final RRset is returned.
         """
-        want = (rtype or self.qtype).upper()
-        out = []
-        for rr in self.records:
-            parts = rr.split(None, 4)
-            if len(parts) == 5 and parts[3].upper() == want:
-                out.append(parts[4])
-        return out
+        return self._split().get((rtype or self.qtype).upper(), _NONE)
 
     @property
     def nodata(self) -> bool:
@@ -94,11 +94,45 @@ class Answer:
 
         Bytes that are not UTF-8 become U+FFFD, so a record with them is visibly non-ASCII.
         """
-        return [b"".join(s).decode("utf-8", "replace") for s in self.txt_strings()]
+        by_type = self._split()
+        found = by_type.get("txt")
+        if found is None:
+            found = by_type["txt"] = [
+                b"".join(s).decode("utf-8", "replace") for s in self.txt_strings()
+            ]
+        return found
 
     def txt_strings(self) -> list[tuple[bytes, ...]]:
         """Each TXT record's character-strings as raw bytes, unjoined."""
-        return [parse_txt_rdata(r) for r in self.rdata("TXT")]
+        by_type = self._split()
+        found = by_type.get("txt strings")
+        if found is None:
+            found = by_type["txt strings"] = [parse_txt_rdata(r) for r in by_type.get("TXT", ())]
+        return found
+
+    def _split(self) -> dict[str, list]:
+        """The records by upper-case type (and, under lower-case keys, derived forms)."""
+        by_type = self._by_type
+        if by_type is None:
+            by_type = self._by_type = _split_records(self.records)
+        return by_type
+
+
+_NONE: list = []
+
+
+def _split_records(records: tuple[str, ...]) -> dict[str, list]:
+    by_type: dict[str, list] = {}
+    for rr in records:
+        parts = rr.split(None, 4)
+        if len(parts) == 5:
+            rtype = parts[3].upper()
+            found = by_type.get(rtype)
+            if found is None:
+                by_type[rtype] = [parts[4]]
+            else:
+                found.append(parts[4])
+    return by_type
 
 
 class AnswerSet:
