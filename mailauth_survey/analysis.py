@@ -173,6 +173,7 @@ def apex_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
 
 
 _PARTS_CACHE: dict[tuple, list[tuple[str, Any]]] = {}
+_MTA_STS = mta_sts.__name__
 
 
 def _parts() -> list[tuple[str, Any]]:
@@ -224,6 +225,7 @@ def analyze_parts(
         if dns.missing:
             return None
     found = []
+    sts_status = None
     for name, part in _parts():
         cols = memo.get(name)
         if cols is None:
@@ -232,9 +234,10 @@ def analyze_parts(
             if dns.misses == before:
                 memo[name] = cols
         found.append(cols)
-    apex = found[0]
-    ask_mx_addresses(apex["mx_hosts"], dns)
-    if any(cols.get("mta_sts_status") == "valid" for cols in found):
+        if name == _MTA_STS:
+            sts_status = cols.get("mta_sts_status")
+    ask_mx_addresses(found[0]["mx_hosts"], dns)
+    if sts_status == "valid":
         # Where the policy is served: the collector fetches it from these addresses.
         dns.get(f"mta-sts.{domain}", "A")
         dns.get(f"mta-sts.{domain}", "AAAA")

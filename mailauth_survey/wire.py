@@ -152,9 +152,11 @@ def make_query(
     return _HEADER.pack(qid, flags, 1, 0, 0, 1) + question + _opt_rr(payload, dnssec_ok)
 
 
-@lru_cache(maxsize=2048)
 def _question(qname: str, qtype: str) -> bytes:
-    """Question section for ``qname``/``qtype``; cached for retries and a domain's apex types."""
+    """Question section for ``qname``/``qtype``.
+
+    Not cached: a scan asks each name once (retries are rare), so a cache only costs.
+    """
     return _encode_name(qname) + _TYPE_CLASS.pack(_qtype_code(qtype), _IN)
 
 
