@@ -22,6 +22,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
@@ -330,4 +331,10 @@ def selector_has_key(selector: str, domain: str, dns: AnswerSet) -> bool:
     answer = dns.get(qname, "TXT")
     if answer.failed or answer.nxdomain:
         return False
-    return any(parse_key_record(text).usable for text in answer.txt())
+    return any(_usable(text) for text in answer.txt())
+
+
+@lru_cache(maxsize=4096)
+def _usable(text: str) -> bool:
+    """Cached: a provider's key (behind each customer's selector CNAME) recurs across domains."""
+    return parse_key_record(text).usable

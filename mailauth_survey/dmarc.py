@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .answers import Answer, AnswerSet, domain_exists, normalize_name, valid_qname
@@ -343,6 +344,13 @@ class _Fetch:
     ignored: list[str] = field(default_factory=list)  # look like DMARC but are not
 
 
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> DmarcRecord:
+    """:func:`parse_record`, cached for :func:`analyze` (which runs once per collection round
+    and only reads the record; the organizational domains' records recur across domains)."""
+    return parse_record(text)
+
+
 def _fetch(qname: str, dns: AnswerSet) -> _Fetch:
     """Ask one ``_dmarc`` TXT and keep the records that start with v=DMARC1 (RFC 9989 4.10 step 2)."""
     answer: Answer = dns.get(qname, "TXT")
@@ -401,7 +409,7 @@ def _tree_walk(domain: str, dns: AnswerSet) -> _Walk:
             )
             continue
         if f.records:
-            rec = parse_record(f.records[0])
+            rec = _parsed(f.records[0])
             walk.found.append((target, rec))
             if rec.psd in ("y", "n"):
                 break
@@ -499,7 +507,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
             cols["dmarc_source"] = "domain"
             return cols
         if own.records:
-            rec = parse_record(own.records[0])
+            rec = _parsed(own.records[0])
             cols = _record_columns(rec, "domain", rec.effective_p, warnings)
             _authorize(cols, rec, name, dns)
             return cols
