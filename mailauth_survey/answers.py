@@ -11,9 +11,10 @@ runs them again until nothing is missing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
+from typing import TypeVar
 
 # Response codes as stored (upper case, as SPEC.md asks). TIMEOUT: no usable reply after all
 # retries. ERROR: the query could not be made or every reply was junk. MISSING: never collected
@@ -29,6 +30,28 @@ MISSING = "MISSING"
 #: rcodes that say something definite about the name; everything else is a temporary failure
 #: that must never be read as "no record".
 DEFINITE = frozenset({NOERROR, NXDOMAIN})
+
+
+_T = TypeVar("_T")
+
+#: Texts longer than this are parsed each time: a zone controls its TXT sizes, and a cache of
+#: hostile 64 KB records would hold far more memory than ordinary ones.
+CACHE_MAX_CHARS = 2048
+
+
+def text_cache(fn: Callable[[str], _T]) -> Callable[[str], _T]:
+    """Cache a pure function of one record text (4096 texts of ordinary size).
+
+    For parsers whose results the analysis only reads: a provider's record recurs across
+    domains, and the analysis reads each domain's records once per collection round.
+    """
+    cached = lru_cache(maxsize=4096)(fn)
+
+    @wraps(fn)
+    def call(text: str) -> _T:
+        return cached(text) if len(text) <= CACHE_MAX_CHARS else fn(text)
+
+    return call
 
 
 def normalize_name(name: str) -> str:

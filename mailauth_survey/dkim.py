@@ -22,10 +22,9 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+from .answers import AnswerSet, domain_exists, normalize_name, text_cache, valid_qname
 
 #: The selectors probed on every domain (common defaults of hosting panels and providers).
 SELECTORS = ("default", "selector1", "selector2", "google", "k1", "k2", "s1", "s2", "dkim", "mail")
@@ -334,7 +333,7 @@ def selector_has_key(selector: str, domain: str, dns: AnswerSet) -> bool:
     return any(_usable(text) for text in answer.txt())
 
 
-@lru_cache(maxsize=4096)
+@text_cache
 def _usable(text: str) -> bool:
     """Cached: a provider's key (behind each customer's selector CNAME) recurs across domains."""
     return parse_key_record(text).usable

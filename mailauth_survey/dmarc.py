@@ -30,10 +30,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from .answers import Answer, AnswerSet, domain_exists, normalize_name, valid_qname
+from .answers import (
+    Answer,
+    AnswerSet,
+    domain_exists,
+    normalize_name,
+    text_cache,
+    valid_qname,
+)
 from .dkim import parse_tag_list
 from .domains import registrable_domain
 
@@ -344,7 +350,7 @@ class _Fetch:
     ignored: list[str] = field(default_factory=list)  # look like DMARC but are not
 
 
-@lru_cache(maxsize=4096)
+@text_cache
 def _parsed(text: str) -> DmarcRecord:
     """:func:`parse_record`, cached for :func:`analyze` (which runs once per collection round
     and only reads the record; the organizational domains' records recur across domains)."""

@@ -52,6 +52,7 @@ from mailauth_survey.answers import (
     AnswerSet,
     domain_exists,
     normalize_name,
+    text_cache,
     valid_qname,
 )
 
@@ -326,23 +327,12 @@ def is_spf(text: str) -> bool:
     return head.isascii() and head.lower() == "v=spf1" and (len(text) == 6 or text[6] == " ")
 
 
+@text_cache
 def parse_record(text: str) -> SpfRecord:
     """Parse one SPF record (the TXT strings already joined). Never raises.
 
     Records of ordinary size are cached: the big providers' records recur across domains.
     """
-    return _parse_record_cached(text) if len(text) <= _CACHE_MAX_CHARS else _parse_record(text)
-
-
-_CACHE_MAX_CHARS = 2048
-
-
-@lru_cache(maxsize=4096)
-def _parse_record_cached(text: str) -> SpfRecord:
-    return _parse_record(text)
-
-
-def _parse_record(text: str) -> SpfRecord:
     if not is_spf(text):
         return SpfRecord(
             text, errors=(f"not an SPF record: no 'v=spf1' version section {_rfc('4.5')}",)

@@ -64,3 +64,16 @@ def test_domain_exists_rfc8020_and_failures_are_unknown() -> None:
     assert domain_exists("x.jp", apex("NXDOMAIN")) is False
     assert domain_exists("x.jp", apex("TIMEOUT")) is None
     assert domain_exists("x.jp", apex("SERVFAIL")) is None
+
+
+def test_text_cache_keeps_ordinary_texts_only() -> None:
+    # A zone controls its TXT sizes: a hostile 64 KB record must not be held by the cache.
+    from mailauth_survey.answers import CACHE_MAX_CHARS, text_cache
+
+    @text_cache
+    def parse(text: str) -> list[str]:
+        return text.split()
+
+    short, long = "v=spf1 -all", "v=spf1 " + "a" * CACHE_MAX_CHARS
+    assert parse(short) is parse(short)
+    assert parse(long) == parse(long) and parse(long) is not parse(long)
