@@ -34,6 +34,7 @@ from typing import Any
 
 from .answers import (
     Answer,
+    MISSING,
     AnswerSet,
     domain_exists,
     normalize_name,
@@ -406,7 +407,15 @@ def _tree_walk(domain: str, dns: AnswerSet) -> _Walk:
             continue  # such a name cannot exist, so it holds no record
         f = _fetch(qname, dns)
         if f.failure:
-            walk.failure = f"{f.failure} for {qname} TXT during the RFC 9989 4.10 tree walk"
+            missing = f.failure == MISSING
+            walk.failure = walk.failure or (
+                f"{f.failure} for {qname} TXT during the RFC 9989 4.10 tree walk"
+            )
+            if missing:
+                # Not collected yet: go on, so that one round asks every level of the walk
+                # (the levels below are asked anyway unless one has a psd= tag, which still
+                # ends it here). The result is incomplete; the next round decides.
+                continue
             return walk
         walk.warnings += _ignored_warnings(f)
         if len(f.records) > 1:

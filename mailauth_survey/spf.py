@@ -610,6 +610,22 @@ class _Walker(_Budget):
     def __init__(self, dns: AnswerSet) -> None:
         super().__init__(dns)
         self.warnings: list[str] = []
+        #: The first MISSING answer met; the walk went on past it (see :meth:`carry_on`).
+        self.incomplete: _Stop | None = None
+
+    def carry_on(self, stop: _Stop) -> None:
+        """Go on past a MISSING answer, so that one collection round asks every name the walk
+        can already see (sibling includes, a/mx targets, the redirect) instead of one per round.
+
+        Anything definite after a MISSING answer ends the walk as incomplete: the counters
+        behind it are lower bounds, and the next round decides.
+        """
+        if self.incomplete is None:
+            if not stop.incomplete:
+                raise stop
+            self.incomplete = stop
+        elif not stop.incomplete:
+            raise self.incomplete
 
     def note_size(self, label: str, text: str, strings: tuple[bytes, ...]) -> None:
         if any(len(s) > MAX_STRING_BYTES for s in strings):
@@ -633,7 +649,10 @@ class _Walker(_Budget):
                 if mech.name == "all":
                     return f"{mech.qualifier}all"
                 if mech.name in _LOOKUP_TERMS:
-                    self.visit(mech, name)
+                    try:
+                        self.visit(mech, name)
+                    except _Stop as stop:
+                        self.carry_on(stop)
             return self.follow_redirect(rec, name)
         finally:
             self.stack.pop()
@@ -667,7 +686,10 @@ class _Walker(_Budget):
             )
         for host in hosts:
             if valid_qname(host):
-                self.term_records(host, "A")
+                try:
+                    self.term_records(host, "A")
+                except _Stop as stop:
+                    self.carry_on(stop)
 
     def follow_redirect(self, rec: SpfRecord, domain: str) -> str:
         red = rec.effective_redirect
@@ -736,6 +758,8 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
     row = _row(VALID, spf_record=text)
     try:
         spf_all = walker.walk(name, parse_record(text), "")
+        if walker.incomplete is not None:
+            raise walker.incomplete
     except _Stop as stop:
         row["spf_status"] = stop.result
         row["spf_errors"] = stop.reasons

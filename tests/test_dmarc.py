@@ -284,9 +284,20 @@ def test_missing_own_dmarc_is_the_only_next_query():
     assert dns.missing == {key("_dmarc.shop.example.jp")}
 
 
-def test_own_nodata_makes_the_parent_the_next_query():
+def test_own_nodata_makes_the_walks_levels_the_next_queries():
+    """RFC 9989 4.10: no record of its own, so the walk; all its levels are asked in one round."""
     _, dns = run("shop.example.jp", txt("_dmarc.shop.example.jp"))
-    assert dns.missing == {key("_dmarc.example.jp")}
+    assert dns.missing == {key("_dmarc.example.jp"), key("_dmarc.jp")}
+
+
+def test_rfc9989_4_10_a_psd_tag_still_ends_the_walk_when_a_level_above_is_missing():
+    """psd=n marks the Organizational Domain: nothing below it is asked, even ahead of time."""
+    domain = "a.b.example.jp"
+    out, dns = run(
+        domain, nx(f"_dmarc.{domain}"), txt("_dmarc.example.jp", "v=DMARC1; p=reject; psd=n")
+    )
+    assert out["dmarc_status"] == "temperror"  # _dmarc.b.example.jp is not known yet
+    assert dns.missing == {key("_dmarc.b.example.jp")}
 
 
 def test_missing_apex_asks_only_the_apex():
@@ -316,11 +327,12 @@ def test_rfc9989_4_10_failure_during_the_walk_is_temperror():
     assert dns.missing == set()
 
 
-def test_rfc9989_4_10_walk_goes_down_to_the_tld_one_query_at_a_time():
+def test_rfc9989_4_10_walk_goes_down_to_the_tld_in_one_round():
     domain = "example.co.jp"
     dns = AnswerSet([*apex(domain), nx("_dmarc.example.co.jp")])
-    dmarc.analyze(domain, dns)
-    assert dns.missing == {key("_dmarc.co.jp")}
+    out = dmarc.analyze(domain, dns)
+    assert out["dmarc_status"] == "temperror"
+    assert dns.missing == {key("_dmarc.co.jp"), key("_dmarc.jp")}
     dns = AnswerSet([*apex(domain), nx("_dmarc.example.co.jp"), nx("_dmarc.co.jp")])
     dmarc.analyze(domain, dns)
     assert dns.missing == {key("_dmarc.jp")}
@@ -400,7 +412,9 @@ def test_rfc9989_4_10_eight_label_limit():
     assert dmarc.walk_targets("example.jp") == ["jp"]
     domain = "a.b.c.d.e.f.g.h.example.jp"
     _, dns = run(domain, nx(f"_dmarc.{domain}"))
-    assert dns.missing == {key("_dmarc.d.e.f.g.h.example.jp")}
+    assert dns.missing == {key(f"_dmarc.{t}") for t in dmarc.walk_targets(domain)}
+    assert key("_dmarc.d.e.f.g.h.example.jp") in dns.missing
+    assert key("_dmarc.c.d.e.f.g.h.example.jp") not in dns.missing  # beyond the 8-label limit
 
 
 def test_rfc9989_4_10_at_most_eight_dmarc_queries():
@@ -608,23 +622,20 @@ def test_collector_loop_converges_with_exactly_the_queries_needed():
         ),
     }
     dns = AnswerSet(apex(domain))
-    fetched = []
+    fetched = []  # one set per collection round
     for _ in range(12):
         dns.missing.clear()
         out = dmarc.analyze(domain, dns)
         if not dns.missing:
             break
+        fetched.append({qname for qname, _t in dns.missing})
         for qname, _t in sorted(dns.missing):
-            fetched.append(qname)
             dns.add(zone.get(qname) or nx(qname))
     assert out["dmarc_status"] == "valid" and out["dmarc_rua_authorized"] is True
     assert fetched == [
-        "_dmarc.www.shop.example.co.jp",
-        "_dmarc.shop.example.co.jp",
-        "_dmarc.example.co.jp",
-        "_dmarc.co.jp",
-        "_dmarc.jp",
-        "shop.example.co.jp._report._dmarc.rep.example.net",
+        {"_dmarc.www.shop.example.co.jp"},
+        {"_dmarc.shop.example.co.jp", "_dmarc.example.co.jp", "_dmarc.co.jp", "_dmarc.jp"},
+        {"shop.example.co.jp._report._dmarc.rep.example.net"},
     ]
 
 

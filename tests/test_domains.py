@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.domains import BadName, category, normalize, read_list
+from mailauth_survey.domains import (
+    BadName,
+    category,
+    normalize,
+    psl,
+    read_list,
+    registrable_domain,
+)
 
 
 @pytest.mark.parametrize(
@@ -122,3 +129,27 @@ def test_bom_and_non_utf8_bytes_do_not_stop_the_read(tmp_path) -> None:
     errors: list[str] = []
     assert [d.domain for _, d in read_list(path, errors.append)] == ["a.jp", "b.jp"]
     assert len(errors) == 1 and ":2:" in errors[0]
+
+
+# Suffixes with the PSL's special rules: wildcards (*.kawasaki.jp, *.ck), exceptions
+# (!city.kawasaki.jp), deep entries (city.kobe.jp), and names outside the list.
+_PSL_TAILS = [
+    "jp", "co.jp", "tokyo.jp", "kawasaki.jp", "city.kawasaki.jp", "kobe.jp", "city.kobe.jp",
+    "ck", "www.ck", "example", "xn--4gq48lf9j.jp", "lg.jp", "pref.kyoto.lg.jp", "",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "mail", "city", "www", "x-1", "Kawasaki", "co"]), max_size=4),
+    st.sampled_from(_PSL_TAILS),
+    st.booleans(),
+)
+def test_registrable_domain_is_the_lists_private_suffix(head, tail, dot):
+    """Through the shared suffix cache, the same answer as the PSL's own privatesuffix."""
+    name = ".".join([*head, tail]).strip(".") + ("." if dot else "")
+    expected = psl().privatesuffix(name.rstrip(".").lower()) if name.strip(".") else None
+    assert registrable_domain(name) == expected
+    assert registrable_domain("city.kawasaki.jp") == "city.kawasaki.jp"  # exception rule
+    assert registrable_domain("a.b.kawasaki.jp") == "a.b.kawasaki.jp"  # wildcard rule
+    assert registrable_domain("co.jp") is None

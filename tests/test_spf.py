@@ -682,12 +682,16 @@ def test_row_has_exactly_the_spec_columns():
 # --------------------------------------------------------------------------------------------
 
 
-def test_collection_asks_only_the_next_needed_answer():
-    """Evaluation order (4.6.2): the include target is asked first, then what it reaches."""
+def test_collection_asks_every_name_the_walk_can_see_in_one_round():
+    """The walk goes on past a MISSING answer: siblings are asked together, what they reach next.
+
+    Only names the walk of 4.6.2's order reaches for an address matching nothing are asked:
+    the include target and the a: target at once, then the nested include.
+    """
     dns = zone("v=spf1 include:_spf.provider.example a:after.example.jp -all")
     row = analyze(D, dns)
     assert row["spf_status"] == "temperror"
-    assert dns.missing == {("_spf.provider.example", "TXT")}
+    assert dns.missing == {("_spf.provider.example", "TXT"), ("after.example.jp", "A")}
 
     dns.missing.clear()
     dns.add(
@@ -695,16 +699,13 @@ def test_collection_asks_only_the_next_needed_answer():
             "_spf.provider.example", "v=spf1 ip4:203.0.113.0/24 include:_spf2.provider.example ~all"
         )
     )
-    analyze(D, dns)
+    dns.add(a("after.example.jp", "198.51.100.7"))
+    row = analyze(D, dns)
+    assert row["spf_status"] == "temperror"
     assert dns.missing == {("_spf2.provider.example", "TXT")}
 
     dns.missing.clear()
     dns.add(txt("_spf2.provider.example", "v=spf1 ip6:2001:db8:1::/48 -all"))
-    analyze(D, dns)
-    assert dns.missing == {("after.example.jp", "A")}
-
-    dns.missing.clear()
-    dns.add(a("after.example.jp", "198.51.100.7"))
     row = analyze(D, dns)
     # spf_pass_any: check_host for 192.0.2.1 (A already known), then 2001:db8::1 needs AAAA.
     assert dns.missing == {("after.example.jp", "AAAA")}
@@ -717,6 +718,39 @@ def test_collection_asks_only_the_next_needed_answer():
     assert row["spf_pass_any"] is False
 
 
+def test_past_a_missing_answer_the_lookup_limit_is_not_yet_a_verdict():
+    """4.6.4: the 11th term is a permerror only once the terms before it are all known.
+
+    With the include's record still missing, the count behind it is a lower bound: the walk
+    stops at the limit without asking further names, and the round's result is incomplete.
+    """
+    terms = " ".join(f"a:h{i}.example.jp" for i in range(12))
+    dns = zone(f"v=spf1 include:_spf.provider.example {terms} -all")
+    for i in range(12):
+        dns.add(a(f"h{i}.example.jp", "198.51.100.1"))
+    row = analyze(D, dns)
+    assert row["spf_status"] == "temperror"  # not permerror: the include is not known yet
+    assert dns.missing == {("_spf.provider.example", "TXT")}
+
+    dns.missing.clear()
+    dns.add(txt("_spf.provider.example", "v=spf1 ip4:203.0.113.0/24 ~all"))
+    row = analyze(D, dns)
+    assert row["spf_status"] == "permerror"
+    assert row["spf_lookups"] == 11
+    assert dns.missing == set()
+
+
+def test_a_missing_include_does_not_hide_an_earlier_permerror():
+    """A definite error before anything is missing is the verdict at once (4.6.4)."""
+    terms = " ".join(f"a:h{i}.example.jp" for i in range(11))
+    dns = zone(f"v=spf1 {terms} include:_spf.provider.example -all")
+    for i in range(11):
+        dns.add(a(f"h{i}.example.jp", "198.51.100.1"))
+    row = analyze(D, dns)
+    assert row["spf_status"] == "permerror"
+    assert dns.missing == set()
+
+
 def test_collection_stops_at_permerror():
     dns = zone(
         "v=spf1 include:gone.example.net a:after.example.jp -all",
@@ -726,10 +760,11 @@ def test_collection_stops_at_permerror():
     assert dns.missing == set()
 
 
-def test_collection_of_mx_exchanges_in_order_5_4():
+def test_collection_of_mx_exchanges_together_5_4():
+    """The exchanges' addresses are asked in one round (all are looked up for a non-match)."""
     dns = zone("v=spf1 mx -all", extra=(mx(D, "m1.example.jp", "m2.example.jp"),))
     analyze(D, dns)
-    assert dns.missing == {("m1.example.jp", "A")}
+    assert dns.missing == {("m1.example.jp", "A"), ("m2.example.jp", "A")}
 
 
 def test_pass_any_true_for_plus_all_and_wide_networks():
