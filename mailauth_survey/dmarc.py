@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import (
-    Answer,
     MISSING,
+    Answer,
     AnswerSet,
     domain_exists,
     normalize_name,

@@ -552,7 +552,10 @@ async def test_scan_through_validating_resolver_dane_and_dnssec(lab, ad_queries,
         results = await scan_domains(sorted(EXPECTED), fleet)
     finally:
         fleet.close()
-    got = {row["domain"]: (row["status"], row["dane"], row["dnssec"]) for row, _recs, _probes in results}
+    got = {
+        row["domain"]: (row["status"], row["dane"], row["dnssec"])
+        for row, _recs, _probes in results
+    }
     assert got == EXPECTED
     by_domain = {row["domain"]: recs for row, recs, _probes in results}
     # TLSA asked only below a secure MX RRset and secure addresses (RFC 7672 2.2.1, 2.2.3).

@@ -41,6 +41,7 @@ def s3() -> Iterator[str]:
     it), the credentials through the usual AWS variables: no option of the code is involved.
     """
     import moto.server as moto_server  # the test extra; `make test` installs it (and s3fs)
+
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
