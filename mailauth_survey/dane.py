@@ -307,10 +307,15 @@ def resolver_validates(
 
 def dnssec_status(domain: str, dns: AnswerSet) -> bool | None:
     """The ``dnssec`` column (see the module docstring)."""
-    name = normalize_name(domain)
-    if not valid_qname(name) or domain_exists(name, dns) is not True:
-        return None
-    apex = [dns.get(name, t) for t in APEX_QTYPES]
+    return analyze(domain, dns)["dnssec"]
+
+
+def dane_status(domain: str, dns: AnswerSet) -> bool | None:
+    """The ``dane`` column (see the module docstring)."""
+    return analyze(domain, dns)["dane"]
+
+
+def _dnssec(name: str, dns: AnswerSet, apex: list[Answer]) -> bool | None:
     if any(a.failed for a in apex):
         return None
     if all(a.ad for a in apex):
@@ -320,17 +325,13 @@ def dnssec_status(domain: str, dns: AnswerSet) -> bool | None:
     return False if resolver_validates(name, dns, apex) else None
 
 
-def dane_status(domain: str, dns: AnswerSet) -> bool | None:
-    """The ``dane`` column (see the module docstring)."""
-    name = normalize_name(domain)
-    if not valid_qname(name) or domain_exists(name, dns) is not True:
-        return None
-    mx = dns.get(name, "MX")
+def _dane(name: str, dns: AnswerSet, apex: list[Answer]) -> bool | None:
+    mx = apex[APEX_QTYPES.index("MX")]
     if mx.rcode != NOERROR or not mx_hosts(dns, name):
         return None
     if not mx.ad:
         # RFC 7672 2.2.1: an insecure MX RRset: DANE does not apply.
-        return False if resolver_validates(name, dns) else None
+        return False if resolver_validates(name, dns, apex) else None
     states = [h.state for h in host_states(name, dns)]
     if NOT_DANE in states:
         return False
@@ -340,5 +341,13 @@ def dane_status(domain: str, dns: AnswerSet) -> bool | None:
 
 
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
-    """``dane`` and ``dnssec`` of ``domain`` from its stored answers; never raises."""
-    return {"dane": dane_status(domain, dns), "dnssec": dnssec_status(domain, dns)}
+    """``dane`` and ``dnssec`` of ``domain`` from its stored answers; never raises.
+
+    Both read the same apex answers, taken once: this runs for every domain in every collection
+    round until its answers are in.
+    """
+    name = normalize_name(domain)
+    if not valid_qname(name) or domain_exists(name, dns) is not True:
+        return {"dane": None, "dnssec": None}
+    apex = [dns.get(name, t) for t in APEX_QTYPES]
+    return {"dane": _dane(name, dns, apex), "dnssec": _dnssec(name, dns, apex)}

@@ -128,7 +128,7 @@ class _Query:
     __slots__ = (
         "qname", "qtype", "target", "batch", "index", "attempt", "attempts", "tried",
         "upstream", "qid", "gen", "sent", "when", "records", "seen", "rtt", "transport",
-        "failure", "first_ad", "resolver", "key", "finished",
+        "failure", "first_ad", "resolver", "key", "finished", "question",
     )  # fmt: skip
 
     def __init__(self, qname: str, qtype: str, batch: _Batch, index: int, when: float) -> None:
@@ -154,6 +154,7 @@ class _Query:
         self.resolver = ""
         self.key: tuple[str, str] | None = None  # set when the result feeds the shared cache
         self.finished = False
+        self.question: bytes | None = None  # the question section sent for ``target``
 
 
 class Upstream:
@@ -204,7 +205,7 @@ class Upstream:
             stats.junk += 1  # late (after its timeout) or unsolicited
             return
         try:
-            resp = wire.parse_response(data)
+            resp = wire.parse_response(data, q.question, q.target, q.qtype)
         except wire.WireError:
             stats.junk += 1
             return
@@ -412,7 +413,11 @@ class Fleet:
             self._inflight_count += 1
             stats.queries += 1
             try:
-                up.transport.sendto(wire.make_query(q.qid, q.target, q.qtype, payload=payload))
+                if q.question is None:
+                    q.question = wire.question(q.target, q.qtype)
+                up.transport.sendto(
+                    wire.make_query(q.qid, q.target, q.qtype, payload=payload, question=q.question)
+                )
             except (wire.WireError, OSError):
                 del up.pending[q.qid]
                 self._inflight_count -= 1
@@ -561,6 +566,7 @@ class Fleet:
                 q.seen = seen
                 q.records = list(dict.fromkeys(got))
                 q.target = target
+                q.question = None
                 q.attempt = 0
                 q.tried = 0
                 self._ready.append(q)

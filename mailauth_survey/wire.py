@@ -134,16 +134,19 @@ def make_query(
     payload: int = 1232,
     dnssec_ok: bool = False,
     ad: bool = True,
+    question: bytes | None = None,
 ) -> bytes:
     """A recursive query with EDNS0 advertising ``payload`` bytes (0: no EDNS).
 
     ``ad`` sets AD in the query, which asks a validating resolver to say whether the answer
     validated (RFC 6840 5.7) without the size of DO's signatures. ``dnssec_ok`` sets the DO bit,
-    which lives in the OPT record, so it needs ``payload > 0``.
+    which lives in the OPT record, so it needs ``payload > 0``. ``question``: the question
+    section of ``qname``/``qtype`` when the caller already has it (see :func:`question`).
     """
     if not 0 <= qid <= 0xFFFF:
         raise WireError(f"query id out of range: {qid}")
-    question = _question(qname, qtype)
+    if question is None:
+        question = _question(qname, qtype)
     flags = _RD | _AD if ad else _RD
     if not payload:
         if dnssec_ok:
@@ -158,6 +161,10 @@ def _question(qname: str, qtype: str) -> bytes:
     Not cached: a scan asks each name once (retries are rare), so a cache only costs.
     """
     return _encode_name(qname) + _TYPE_CLASS.pack(_qtype_code(qtype), _IN)
+
+
+#: The question section of a query, for :func:`make_query` and :func:`parse_response`.
+question = _question
 
 
 @lru_cache(maxsize=64)
@@ -202,9 +209,21 @@ def _encode_name(qname: str) -> bytes:
 # --- responses ----------------------------------------------------------------------------------
 
 
-def parse_response(data: bytes) -> Response:
-    """Read a reply; raise :class:`WireError` when it is not a usable response."""
+def parse_response(
+    data: bytes, question: bytes | None = None, qname: str = "", qtype: str = ""
+) -> Response:
+    """Read a reply; raise :class:`WireError` when it is not a usable response.
+
+    ``question`` is the question section that was sent (of the lower-case ``qname`` and
+    ``qtype``): a reply without answer records (NXDOMAIN, NODATA: most of a survey's) that
+    echoes it byte for byte is read without decoding the name again. Any other reply is read
+    in full; either way the result is the same.
+    """
     try:
+        if question is not None:
+            fast = _parse_echo(data, question, qname, qtype)
+            if fast is not None:
+                return fast
         return _parse(data)
     except WireError:
         raise
@@ -244,6 +263,28 @@ def _parse(data: bytes) -> Response:
         qname=qname,
         qtype=_type_name(qtype),
         records=records,
+    )
+
+
+def _parse_echo(data: bytes, question: bytes, qname: str, qtype: str) -> Response | None:
+    """:func:`_parse` for a reply with no answer records echoing ``question``; else None."""
+    end = 12 + len(question)
+    if len(data) < end or data[12:end] != question:
+        return None
+    qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if ancount or qdcount != 1 or not flags & _QR:
+        return None  # (the full parse reads it, or says what is wrong)
+    if (nscount + arcount) * _MIN_RR > len(data) - end:
+        return None
+    ext_rcode = _skip_to_opt(data, end, nscount, arcount)
+    return Response(
+        id=qid,
+        rcode=_rcode_name((flags & 0xF) | ext_rcode),
+        tc=bool(flags & _TC),
+        ad=bool(flags & _AD),
+        qname=qname,
+        qtype=qtype,
+        records=(),
     )
 
 

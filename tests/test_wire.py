@@ -24,7 +24,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.wire import QTYPES, Response, WireError, make_query, parse_response
+from mailauth_survey.wire import (
+    QTYPES,
+    Response,
+    WireError,
+    make_query,
+    parse_response,
+    question,
+)
 
 # --- the reference: dnspython's full parser ----------------------------------------------------
 
@@ -739,3 +746,57 @@ def test_tlsa_digest_of_wrong_length_is_rendered_not_junk() -> None:
     """One bad TLSA record must not make a whole reply junk (dane.parse_tlsa reports it)."""
     wire = _header() + QUESTION + b"\xc0\x0c\x00\x34\x00\x01\x00\x00\x00\x00\x00\x05\x03\x01\x01ab"
     assert parse_response(wire).records[0].endswith("TLSA 3 1 1 6162")
+
+
+# --- replies read against the question that was sent ---------------------------------------------
+
+
+def parse_echo_or_error(wire: bytes, qname: str, qtype: str) -> Response | str:
+    try:
+        return parse_response(wire, question(qname, qtype), qname, qtype)
+    except WireError:
+        return "WireError"
+
+
+def parse_full_or_error(wire: bytes) -> Response | str:
+    try:
+        return parse_response(wire)
+    except WireError:
+        return "WireError"
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages(), st.booleans())
+def test_reading_against_the_sent_question_changes_nothing(msg, compress) -> None:
+    """The echo shortcut (no answer records, question byte for byte) reads what the full parse
+    reads; a reply it does not fit is read in full."""
+    try:
+        wire = msg.to_wire() if compress else uncompressed_wire(msg)
+    except dns.exception.DNSException:
+        assume(False)
+    q = msg.question[0]
+    qname = q.name.to_text(omit_final_dot=True).lower()
+    qtype = dns.rdatatype.to_text(q.rdtype)
+    assume(qname.isascii() and "\\" not in qname)
+    assert parse_echo_or_error(wire, qname, qtype) == parse_full_or_error(wire)
+
+
+@settings(max_examples=1500)
+@given(
+    st.sampled_from(SAMPLES),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+)
+def test_mutated_replies_read_the_same_against_the_sent_question(wire: bytes, edits) -> None:
+    ref = parse_response(wire)
+    buf = bytearray(wire)
+    for where, value in edits:
+        buf[where % len(buf)] = value
+    assert parse_echo_or_error(bytes(buf), ref.qname, ref.qtype) == parse_full_or_error(bytes(buf))
+
+
+def test_an_echoed_nxdomain_is_read_without_the_name():
+    msg = response("nope.example.jp.", "TXT", [], [SOA], rcode=3, edns=True)
+    wire = msg.to_wire()
+    got = parse_response(wire, question("nope.example.jp", "TXT"), "nope.example.jp", "TXT")
+    assert got == parse_response(wire)
+    assert (got.rcode, got.qname, got.records) == ("NXDOMAIN", "nope.example.jp", ())
