@@ -133,6 +133,18 @@ class Answer:
             found = by_type["txt strings"] = [parse_txt_rdata(r) for r in by_type.get("TXT", ())]
         return found
 
+    def derived(self, key: str, make: Callable[[Answer], _T]) -> _T:
+        """A value computed from this answer alone, once (``key``: lower case, one per use).
+
+        For parsers' views of an answer that the analysis reads in every collection round:
+        kept with the answer itself, so it goes when the answer goes.
+        """
+        by_type = self._split()
+        found = by_type.get(key, _NONE)
+        if found is _NONE:
+            found = by_type[key] = make(self)  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
     def _split(self) -> dict[str, list]:
         """The records by upper-case type (and, under lower-case keys, derived forms)."""
         by_type = self._by_type

@@ -487,13 +487,16 @@ def _record_warnings(terms: list[Term]) -> list[str]:
     return warnings
 
 
-@lru_cache(maxsize=4096)
 def _spf_records(answer: Answer) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
     """The SPF records of a TXT answer, joined text with raw strings; others discarded (4.5).
 
-    Cached per answer: one domain's analysis reads its TXT answers up to three times, and the
-    providers' answers recur across domains.
+    Kept with the answer: one domain's analysis reads its TXT answers several times per round,
+    and the providers' answers recur across domains.
     """
+    return answer.derived("spf records", _find_spf_records)
+
+
+def _find_spf_records(answer: Answer) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
     pairs = zip(answer.txt(), answer.txt_strings(), strict=True)
     return tuple((t, s) for t, s in pairs if is_spf(t))
 

@@ -77,3 +77,21 @@ def test_text_cache_keeps_ordinary_texts_only() -> None:
     short, long = "v=spf1 -all", "v=spf1 " + "a" * CACHE_MAX_CHARS
     assert parse(short) is parse(short)
     assert parse(long) == parse(long) and parse(long) is not parse(long)
+
+
+def test_derived_values_are_computed_once_per_answer():
+    """A parser's view of an answer is kept with it; an equal answer computes its own."""
+    calls = []
+
+    def make(answer: Answer) -> tuple[str, ...]:
+        calls.append(answer)
+        return tuple(t.upper() for t in answer.txt())
+
+    a = Answer("x.example.jp", "TXT", "NOERROR", ('x.example.jp. 300 IN TXT "v=spf1 -all"',))
+    assert a.derived("upper", make) == ("V=SPF1 -ALL",)
+    assert a.derived("upper", make) == ("V=SPF1 -ALL",)
+    assert len(calls) == 1
+    assert a.rdata("TXT") == ['"v=spf1 -all"']  # the record types are untouched
+    b = Answer("x.example.jp", "TXT", "NOERROR", ('x.example.jp. 300 IN TXT "v=spf1 -all"',))
+    assert b == a and b.derived("upper", make) == ("V=SPF1 -ALL",)
+    assert len(calls) == 2
