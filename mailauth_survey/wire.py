@@ -267,16 +267,26 @@ def _parse(data: bytes) -> Response:
 
 
 def _parse_echo(data: bytes, question: bytes, qname: str, qtype: str) -> Response | None:
-    """:func:`_parse` for a reply with no answer records echoing ``question``; else None."""
+    """:func:`_parse` for a reply echoing ``question`` byte for byte; else None.
+
+    The question name is then the one that was sent: its text is ``qname`` itself when every
+    character shows as itself (no escapes in presentation form), as in almost every survey name.
+    """
     end = 12 + len(question)
     if len(data) < end or data[12:end] != question:
         return None
     qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
-    if ancount or qdcount != 1 or not flags & _QR:
+    if qdcount != 1 or not flags & _QR:
         return None  # (the full parse reads it, or says what is wrong)
-    if (nscount + arcount) * _MIN_RR > len(data) - end:
+    if (ancount + nscount + arcount) * _MIN_RR > len(data) - end:
         return None
-    ext_rcode = _skip_to_opt(data, end, nscount, arcount)
+    records: tuple[str, ...] = ()
+    pos = end
+    if ancount:
+        if qname == "." or _NAME_UNSAFE.search(qname.encode("ascii")) is not None:
+            return None
+        records, pos = _read_answer(data, end, ancount, None, qname + ".")
+    ext_rcode = _skip_to_opt(data, pos, nscount, arcount)
     return Response(
         id=qid,
         rcode=_rcode_name((flags & 0xF) | ext_rcode),
@@ -284,7 +294,7 @@ def _parse_echo(data: bytes, question: bytes, qname: str, qtype: str) -> Respons
         ad=bool(flags & _AD),
         qname=qname,
         qtype=qtype,
-        records=(),
+        records=records,
     )
 
 
@@ -381,14 +391,14 @@ def _txt_text(data: bytes, pos: int, end: int) -> str:
 
 
 def _rdata_name(
-    data: bytes, pos: int, end: int, qlabels: list[bytes], qtext: str
+    data: bytes, pos: int, end: int, qlabels: list[bytes] | None, qtext: str
 ) -> tuple[str, int]:
     labels, pos = _read_name(data, pos, end)
     return (qtext if labels == qlabels else _name_text(labels)), pos
 
 
 def _read_answer(
-    data: bytes, pos: int, count: int, qlabels: list[bytes], qtext: str
+    data: bytes, pos: int, count: int, qlabels: list[bytes] | None, qtext: str
 ) -> tuple[tuple[str, ...], int]:
     """Render the answer section as dnspython's RRsets would print.
 
@@ -396,6 +406,8 @@ def _read_answer(
     drops duplicate rdata (names compared case-insensitively), keeps only the last RR of a
     singleton type such as CNAME, gives the set the smallest TTL (TTLs above 2**31-1 read as
     0), and prints sets in order of first appearance; this does the same.
+
+    ``qlabels`` (None: not decoded) only saves rendering names equal to the question's.
     """
     if not count:
         return (), pos
@@ -448,7 +460,13 @@ def _read_answer(
 
 
 def _rdata(
-    data: bytes, pos: int, end: int, rtype: int, rclass: int, qlabels: list[bytes], qtext: str
+    data: bytes,
+    pos: int,
+    end: int,
+    rtype: int,
+    rclass: int,
+    qlabels: list[bytes] | None,
+    qtext: str,
 ) -> tuple[str, object, int]:
     """(presentation text, key for duplicate detection, covered type) of one rdata.
 

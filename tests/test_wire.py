@@ -800,3 +800,18 @@ def test_an_echoed_nxdomain_is_read_without_the_name():
     got = parse_response(wire, question("nope.example.jp", "TXT"), "nope.example.jp", "TXT")
     assert got == parse_response(wire)
     assert (got.rcode, got.qname, got.records) == ("NXDOMAIN", "nope.example.jp", ())
+
+
+def test_an_echoed_answer_renders_names_as_the_full_parse_does():
+    """Owners by pointer, owners spelt out in another case, names in rdata equal to the
+    question's: with the question not decoded, each is rendered as the full parse renders it."""
+    q = "www.example.jp."
+    answer = [
+        rrset(q, "CNAME", "Mail.Example.JP."),
+        rrset("Mail.Example.JP.", "MX", "10 www.example.jp."),
+        rrset("WWW.example.jp.", "TXT", '"v=spf1 -all"'),
+    ]
+    for wire in (response(q, "MX", answer).to_wire(), uncompressed_wire(response(q, "MX", answer))):
+        got = parse_response(wire, question("www.example.jp", "MX"), "www.example.jp", "MX")
+        assert got == parse_response(wire)
+        assert got.records[0].lower() == "www.example.jp. 300 in cname mail.example.jp."
