@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def ns_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
     if answer.rcode != NOERROR:
         return {"ns_hosts": None, "dns_provider": None}
     hosts = sorted({normalize_name(r) for r in answer.rdata("NS")} - {""})
-    return {"ns_hosts": hosts, "dns_provider": dns_provider(hosts)}
+    return {"ns_hosts": hosts, "dns_provider": _provider_of(tuple(hosts))}
 
 
 def dns_provider(ns_hosts: list[str]) -> str | None:
@@ -136,6 +137,12 @@ def dns_provider(ns_hosts: list[str]) -> str | None:
     if not counts:
         return None
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+@lru_cache(maxsize=4096)
+def _provider_of(ns_hosts: tuple[str, ...]) -> str | None:
+    """:func:`dns_provider`, cached: a DNS host's name server set is shared by its customers."""
+    return dns_provider(list(ns_hosts))
 
 
 @dataclass

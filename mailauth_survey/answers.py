@@ -193,6 +193,11 @@ class AnswerSet:
     def add(self, answer: Answer) -> None:
         self._answers[(normalize_name(answer.qname), answer.qtype.upper())] = answer
 
+    def add_normalized(self, answer: Answer) -> None:
+        """:meth:`add` for an answer whose qname and qtype are already in normal form (the
+        resolver's: it asks only normalized names), without normalizing them again."""
+        self._answers[(answer.qname, answer.qtype)] = answer
+
     def get(self, qname: str, qtype: str) -> Answer:
         found = self._answers.get((qname, qtype))  # fast path: already normalized
         if found is not None:

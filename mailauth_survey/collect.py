@@ -242,7 +242,7 @@ async def scan_domain(
     for _round in range(MAX_ROUNDS):
         lookups = await fleet.lookup_all([(q, t, _shared(q, domain)) for q, t in need])
         for lk in lookups:
-            dns.add(lk.answer)
+            dns.add_normalized(lk.answer)  # (the fleet asks normalized names only)
             records.append(record_row(domain, lk))
         parts = analyze_parts(domain, dns, memo)
         if not dns.missing:

@@ -142,3 +142,19 @@ def test_scan_against_junk_only_resolver_ends_timeout_with_junk_counted(tmp_path
     )
     assert m["status_counts"] == {"timeout": 2}
     assert m["queries"]["junk"] >= 2 * 3 * 2 * 4  # domains x apex queries x attempts x junk kinds
+
+
+async def test_answers_carry_the_normalized_question(fake) -> None:
+    """The collector files the fleet's answers under their own qname/qtype as given
+    (AnswerSet.add_normalized): the fleet must hand back lower-case names, upper-case types."""
+    server = fake("good")
+    fleet = Fleet([server.address], timeout=0.5)
+    try:
+        await fleet.open()
+        lks = await fleet.lookup_all([("X.Example.", "mx", False), ("_SPF.Provider.JP", "txt", True)])
+    finally:
+        fleet.close()
+    assert [(lk.answer.qname, lk.answer.qtype) for lk in lks] == [
+        ("x.example", "MX"),
+        ("_spf.provider.jp", "TXT"),
+    ]
