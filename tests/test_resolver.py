@@ -151,7 +151,9 @@ async def test_answers_carry_the_normalized_question(fake) -> None:
     fleet = Fleet([server.address], timeout=0.5)
     try:
         await fleet.open()
-        lks = await fleet.lookup_all([("X.Example.", "mx", False), ("_SPF.Provider.JP", "txt", True)])
+        lks = await fleet.lookup_all(
+            [("X.Example.", "mx", False), ("_SPF.Provider.JP", "txt", True)]
+        )
     finally:
         fleet.close()
     assert [(lk.answer.qname, lk.answer.qtype) for lk in lks] == [
