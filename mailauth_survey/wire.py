@@ -215,9 +215,9 @@ def parse_response(
     """Read a reply; raise :class:`WireError` when it is not a usable response.
 
     ``question`` is the question section that was sent (of the lower-case ``qname`` and
-    ``qtype``): a reply without answer records (NXDOMAIN, NODATA: most of a survey's) that
-    echoes it byte for byte is read without decoding the name again. Any other reply is read
-    in full; either way the result is the same.
+    ``qtype``): a reply that echoes it byte for byte, as servers do, is read without decoding
+    the question name again. Any other reply is read in full; either way the result is the same
+    (tests compare the two on generated and mutated replies).
     """
     try:
         if question is not None:
