@@ -255,13 +255,19 @@ def _parse(data: bytes) -> Response:
     ext_rcode = _skip_to_opt(data, pos, nscount, arcount)
     # For the root, dnspython's to_text(omit_final_dot=True) gives ".".
     qname = qname_text[:-1].lower() if qlabels else "."
+    return _response(qid, flags, ext_rcode, qname, _type_name(qtype), records)
+
+
+def _response(
+    qid: int, flags: int, ext_rcode: int, qname: str, qtype: str, records: tuple[str, ...]
+) -> Response:
     return Response(
         id=qid,
         rcode=_rcode_name((flags & 0xF) | ext_rcode),
         tc=bool(flags & _TC),
         ad=bool(flags & _AD),
         qname=qname,
-        qtype=_type_name(qtype),
+        qtype=qtype,
         records=records,
     )
 
@@ -287,15 +293,7 @@ def _parse_echo(data: bytes, question: bytes, qname: str, qtype: str) -> Respons
             return None
         records, pos = _read_answer(data, end, ancount, None, qname + ".")
     ext_rcode = _skip_to_opt(data, pos, nscount, arcount)
-    return Response(
-        id=qid,
-        rcode=_rcode_name((flags & 0xF) | ext_rcode),
-        tc=bool(flags & _TC),
-        ad=bool(flags & _AD),
-        qname=qname,
-        qtype=qtype,
-        records=records,
-    )
+    return _response(qid, flags, ext_rcode, qname, qtype, records)
 
 
 def _read_name(data: bytes, pos: int, end: int) -> tuple[list[bytes], int]:

@@ -628,11 +628,12 @@ def test_random_bodies_only_raise_wire_error(
     check_against_reference(struct.pack("!HHHHHH", qid, 0x8180, 1, an, ns, ar) + body)
 
 
+#: Up to four bytes of a reply overwritten: (offset, modulo the length; new value).
+EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4)
+
+
 @settings(max_examples=1500)
-@given(
-    st.sampled_from(SAMPLES),
-    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
-)
+@given(st.sampled_from(SAMPLES), EDITS)
 def test_mutated_replies_match_dnspython_or_fail_cleanly(wire: bytes, edits) -> None:
     buf = bytearray(wire)
     for where, value in edits:
@@ -782,10 +783,7 @@ def test_reading_against_the_sent_question_changes_nothing(msg, compress) -> Non
 
 
 @settings(max_examples=1500)
-@given(
-    st.sampled_from(SAMPLES),
-    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
-)
+@given(st.sampled_from(SAMPLES), EDITS)
 def test_mutated_replies_read_the_same_against_the_sent_question(wire: bytes, edits) -> None:
     ref = parse_response(wire)
     buf = bytearray(wire)
