@@ -462,7 +462,9 @@ def test_generated_messages_match_dnspython(msg: dns.message.Message, compress: 
     except dns.exception.DNSException:  # e.g. longer than 65535 bytes
         assume(False)
     ref = reference(wire)
-    assert ref is not None, "generated an invalid message"
+    # Rarely dnspython's writer compresses a name to a pointer that its own reader refuses
+    # (BadPointer: not before the previous one); such a message is no reference.
+    assume(ref is not None)
     assert parse_response(wire) == ref
 
 
