@@ -117,21 +117,11 @@ class Answer:
 
         Bytes that are not UTF-8 become U+FFFD, so a record with them is visibly non-ASCII.
         """
-        by_type = self._split()
-        found = by_type.get("txt")
-        if found is None:
-            found = by_type["txt"] = [
-                b"".join(s).decode("utf-8", "replace") for s in self.txt_strings()
-            ]
-        return found
+        return self.derived("txt", _joined_txt)
 
     def txt_strings(self) -> list[tuple[bytes, ...]]:
         """Each TXT record's character-strings as raw bytes, unjoined."""
-        by_type = self._split()
-        found = by_type.get("txt strings")
-        if found is None:
-            found = by_type["txt strings"] = [parse_txt_rdata(r) for r in by_type.get("TXT", ())]
-        return found
+        return self.derived("txt strings", _txt_strings)
 
     def derived(self, key: str, make: Callable[[Answer], _T]) -> _T:
         """A value computed from this answer alone, once (``key``: lower case, one per use).
@@ -154,6 +144,14 @@ class Answer:
 
 
 _NONE: list = []
+
+
+def _txt_strings(answer: Answer) -> list[tuple[bytes, ...]]:
+    return [parse_txt_rdata(r) for r in answer.rdata("TXT")]
+
+
+def _joined_txt(answer: Answer) -> list[str]:
+    return [b"".join(s).decode("utf-8", "replace") for s in answer.txt_strings()]
 
 
 def _split_records(records: tuple[str, ...]) -> dict[str, list]:

@@ -407,11 +407,10 @@ def _tree_walk(domain: str, dns: AnswerSet) -> _Walk:
             continue  # such a name cannot exist, so it holds no record
         f = _fetch(qname, dns)
         if f.failure:
-            missing = f.failure == MISSING
             walk.failure = walk.failure or (
                 f"{f.failure} for {qname} TXT during the RFC 9989 4.10 tree walk"
             )
-            if missing:
+            if f.failure == MISSING:
                 # Not collected yet: go on, so that one round asks every level of the walk
                 # (the levels below are asked anyway unless one has a psd= tag, which still
                 # ends it here). The result is incomplete; the next round decides.
