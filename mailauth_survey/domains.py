@@ -215,7 +215,7 @@ def normalize(raw: str) -> DomainName:
     name = raw.strip().strip("\ufeff").rstrip(".").strip()
     if not name:
         raise BadName("empty name")
-    if any(c.isspace() for c in name):
+    if len(name.split(maxsplit=1)) > 1:  # (str.split cuts at exactly what isspace() is)
         raise BadName(f"{raw.strip()!r} contains white space")
     alabel = name.lower()
     if not (alabel.isascii() and _PLAIN_LDH.match(alabel) and "--" not in alabel):
