@@ -142,7 +142,7 @@ class _Query:
         self.tried = 0  # bit i: resolver i was tried in the current step
         self.upstream: Upstream | None = None
         self.qid = -1
-        self.gen = 0  # bumped when an attempt ends, so a stale timeout entry is ignored
+        self.gen = 0  # the current attempt's serial: its timeout entry names it
         self.sent = 0.0
         self.when = when
         self.records: list[str] | None = None  # the CNAME chain so far (None: first step)
@@ -273,7 +273,11 @@ class Fleet:
         self._tokens = max(1.0, self.qps * TICK) if self.qps else 0.0
         self._token_time = self._loop.time()
         self._ready: deque[_Query] = deque()  # waiting for a slot or a token
-        self._timers: deque[tuple[float, _Query, int]] = deque()  # (deadline, query, gen)
+        # (deadline, resolver index, query id, attempt serial): no reference to the query, so an
+        # answered query is freed at once, not kept for its timeout (nor seen by the collector
+        # of cyclic garbage, which walks every young object that is still alive).
+        self._timers: deque[tuple[float, int, int, int]] = deque()
+        self._serial = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._inflight_count = 0
@@ -409,6 +413,8 @@ class Fleet:
             q.attempt += 1
             q.attempts += 1
             q.sent = now
+            self._serial += 1
+            q.gen = self._serial
             up.pending[q.qid] = q
             self._inflight_count += 1
             stats.queries += 1
@@ -423,7 +429,7 @@ class Fleet:
                 self._inflight_count -= 1
                 self._attempt_failed(q, timed_out=False)
                 continue
-            self._timers.append((now + self.timeout, q, q.gen))
+            self._timers.append((now + self.timeout, up.index, q.qid, q.gen))
             self._ensure_tick()
 
     def _dispatch_soon(self) -> None:
@@ -449,24 +455,24 @@ class Fleet:
         self._tick_handle = None
         now = self._loop.time()
         timers = self._timers
+        upstreams = self.upstreams
         while timers and timers[0][0] <= now:
-            _deadline, q, gen = timers.popleft()
-            if gen != q.gen or q.finished:
+            _deadline, index, qid, gen = timers.popleft()
+            up = upstreams[index]
+            q = up.pending.get(qid)
+            if q is None or q.gen != gen:
                 continue  # answered (or moved on) since
-            up = q.upstream
-            if up is not None and up.pending.get(q.qid) is q:
-                del up.pending[q.qid]
-                self._inflight_count -= 1
-                self.stats.timeouts += 1
-                up.note_timeout(now, self.down_threshold)
-                q.failure = TIMEOUT
-                self._attempt_failed(q, timed_out=True)
+            del up.pending[qid]
+            self._inflight_count -= 1
+            self.stats.timeouts += 1
+            up.note_timeout(now, self.down_threshold)
+            q.failure = TIMEOUT
+            self._attempt_failed(q, timed_out=True)
         self._dispatch()
         if timers or self._ready:
             self._ensure_tick()
 
     def _attempt_failed(self, q: _Query, *, timed_out: bool) -> None:
-        q.gen += 1
         if timed_out:
             q.failure = TIMEOUT
         if q.attempt <= self.retries:
@@ -485,7 +491,6 @@ class Fleet:
     def _on_reply(self, q: _Query, resp: wire.Response) -> None:
         now = self._loop.time()
         self._inflight_count -= 1
-        q.gen += 1
         self._last_reply = now
         up = q.upstream
         up.note_reply()
@@ -579,8 +584,6 @@ class Fleet:
         q.finished = True
         result = Lookup(answer, q.rtt, q.attempts, q.resolver, q.transport, q.when)
         q.batch.put(q.index, result)
-        # The timeout FIFO keeps the query for its timeout after the answer: not its round.
-        q.batch = q.records = None  # type: ignore[assignment]
         if q.key is not None:
             if answer.rcode in (NOERROR, NXDOMAIN):
                 self._cache[q.key] = result

@@ -516,6 +516,16 @@ class _Stop(Exception):
         self.incomplete = incomplete
 
 
+def _settled(stop: _Stop) -> _Stop:
+    """``stop`` without the traceback (and chained exceptions) it got when raised.
+
+    Those hold the frames that hold the walker that holds ``stop``: a cycle that only the
+    garbage collector frees, with the domain's answers behind it. Cut, it is freed at once.
+    """
+    stop.__traceback__ = stop.__context__ = stop.__cause__ = None
+    return stop
+
+
 class _Budget:
     """The lookup and void-lookup counters, and answer access that honours MISSING."""
 
@@ -626,7 +636,7 @@ class _Walker(_Budget):
         if self.incomplete is None:
             if not stop.incomplete:
                 raise stop
-            self.incomplete = stop
+            self.incomplete = _settled(stop)
         elif not stop.incomplete:
             raise self.incomplete
 
@@ -764,6 +774,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
         if walker.incomplete is not None:
             raise walker.incomplete
     except _Stop as stop:
+        _settled(stop)
         row["spf_status"] = stop.result
         row["spf_errors"] = stop.reasons
         if stop.result == PERMERROR:
