@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
-from mailauth_survey.resolver import Fleet, NoResolverAnswering, parse_address
+from mailauth_survey.resolver import Fleet, NoResolverAnswering, _Query, parse_address
 from tests.fakedns import FakeDns
 
 
@@ -160,3 +161,21 @@ async def test_answers_carry_the_normalized_question(fake) -> None:
         ("x.example", "MX"),
         ("_spf.provider.jp", "TXT"),
     ]
+
+
+async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
+    """The timeout FIFO names an attempt by resolver, id and serial, not by the query object:
+    an answered query is freed at once, not ``timeout`` seconds later (a scan's worth of them
+    alive was most of what each garbage-collection pass walked)."""
+    server = fake("good")
+    fleet = Fleet([server.address], timeout=30.0, retries=0)
+    try:
+        await fleet.open()
+        found = await fleet.lookup_all([(f"q{i}.jp", "MX", False) for i in range(20)])
+        alive = [o for o in gc.get_objects() if isinstance(o, _Query)]
+        pending = len(fleet._timers)
+    finally:
+        fleet.close()
+    assert [lk.answer.rcode for lk in found] == ["NOERROR"] * 20
+    assert pending == 20  # the entries are still there, until their deadline
+    assert alive == []
