@@ -715,28 +715,26 @@ async def _scan_buckets(
     probing: Probing | None = None,
 ) -> None:
     """Workers pull domains bucket after bucket; a bucket's parts are written when it is whole."""
-    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=options.concurrency * 2)
     pending: dict[int, int] = {}  # bucket → domains not yet finished
     rows: dict[int, list[dict]] = {}
     recs: dict[int, list[Record]] = {}
     prob: dict[int, list[dict]] = {}
     fatal: list[BaseException] = []
 
-    def feed_order() -> Iterator[tuple[int, list[str]]]:
+    def feed() -> Iterator[tuple[int, str]]:
+        """(bucket, name) in scan order. One iterator that every worker takes its next domain
+        from (nothing awaits inside it): no queue, no producer task between them."""
         for b in todo:
-            yield b, names_of(b)
-
-    async def producer() -> None:
-        for b, names in feed_order():
+            names = names_of(b)
             if not names:
-                await loop.run_in_executor(writer, _write_bucket, b, [], [], [], ddir, rdir)
+                writes.append(
+                    loop.run_in_executor(writer, _write_bucket, b, [], [], [], ddir, rdir)
+                )
                 continue
             pending[b] = len(names)
             rows[b], recs[b], prob[b] = [], [], []
             for name in names:
-                await queue.put((b, name))
-        for _ in range(options.concurrency):
-            await queue.put(None)
+                yield b, name
 
     held: list[int] = []  # whole buckets kept back while no resolver answers
 
@@ -752,8 +750,7 @@ async def _scan_buckets(
         del pending[b]
 
     async def worker() -> None:
-        while (item := await queue.get()) is not None:
-            b, name = item
+        for b, name in domains:
             row, records, probe_rows = await scan_domain(name, fleet, probing)
             fleet.check_alive()
             rows[b].append(row)
@@ -775,10 +772,10 @@ async def _scan_buckets(
             if on_progress is not None:
                 on_progress(progress)
 
+    domains = feed()
     tasks = [asyncio.create_task(worker()) for _ in range(options.concurrency)]
-    prod = asyncio.create_task(producer())
     try:
-        done, _ = await asyncio.wait([prod, *tasks], return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for t in done:
             if t.exception() is not None:
                 fatal.append(t.exception())
@@ -786,9 +783,9 @@ async def _scan_buckets(
             for hb in held:  # the scan ended with answers: the last buckets are whole
                 flush(hb)
     finally:
-        for t in [prod, *tasks]:
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(prod, *tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for result in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(result, BaseException):
                 fatal.append(result)
