@@ -118,7 +118,7 @@ def _shared(name: str, domain: str) -> bool:
     Names under the domain, and the DMARC report authorizations that embed it
     (``<domain>._report._dmarc.<destination>``), are this domain's alone.
     """
-    if name == domain or name.endswith("." + domain):
+    if name.endswith(domain) and (len(name) == len(domain) or name[-len(domain) - 1] == "."):
         return False
     return not name.startswith(domain + "._report._dmarc.")
 
@@ -240,7 +240,10 @@ async def scan_domain(
     memo: dict[str, dict[str, Any]] = {}
     parts = None
     for _round in range(MAX_ROUNDS):
-        lookups = await fleet.lookup_all([(q, t, _shared(q, domain)) for q, t in need])
+        # (the names are the analysis' keys: already in normal form)
+        lookups = await fleet.lookup_all(
+            [(q, t, _shared(q, domain)) for q, t in need], normalized=True
+        )
         for lk in lookups:
             dns.add_normalized(lk.answer)  # (the fleet asks normalized names only)
             records.append(record_row(domain, lk))

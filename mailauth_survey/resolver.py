@@ -326,28 +326,34 @@ class Fleet:
     def lookup(self, qname: str, qtype: str, *, shared: bool = False) -> asyncio.Future:
         """A future of the :class:`Lookup`; the sockets must be open (see :meth:`resolve`)."""
         batch = _Batch(self._loop.create_future(), 1, single=True)
-        self._submit(batch, 0, qname, qtype, shared, time.time())
+        self._submit(batch, 0, normalize_name(qname), qtype.upper(), shared, time.time())
         return batch.future
 
-    def lookup_all(self, queries: Iterable[tuple[str, str, bool]]) -> asyncio.Future:
+    def lookup_all(
+        self, queries: Iterable[tuple[str, str, bool]], *, normalized: bool = False
+    ) -> asyncio.Future:
         """A future of the list of :class:`Lookup` of ``(qname, qtype, shared)`` queries, in order.
 
         ``shared``: other domains may ask the same name, so its answer is kept in the scan's cache.
+        ``normalized``: the names are lower case without a trailing dot and the types upper case
+        (an AnswerSet's keys, as the collector asks them), so they are taken as they are.
         """
         queries = list(queries)
         batch = _Batch(self._loop.create_future(), len(queries))
         if not queries:
             batch.future.set_result([])
         when = time.time()
+        submit = self._submit
         for i, (qname, qtype, shared) in enumerate(queries):
-            self._submit(batch, i, qname, qtype, shared, when)
+            if not normalized:
+                qname, qtype = normalize_name(qname), qtype.upper()
+            submit(batch, i, qname, qtype, shared, when)
         return batch.future
 
     def _submit(
         self, batch: _Batch, index: int, qname: str, qtype: str, shared: bool, when: float
     ) -> None:
-        qname = normalize_name(qname)
-        qtype = qtype.upper()
+        """Queue one query; ``qname`` and ``qtype`` in normal form."""
         key = None
         if shared:
             key = (qname, qtype)
