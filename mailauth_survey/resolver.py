@@ -265,6 +265,7 @@ class Fleet:
         self.timeout = timeout
         self.retries = retries
         self.payload = payload
+        self._frame = wire.query_frame(payload)  # (raises WireError for a payload out of range)
         self.down_threshold = down_threshold
         self.dead_after = dead_after
         self.concurrency = max(1, concurrency)
@@ -403,7 +404,7 @@ class Fleet:
                 max(1.0, self.qps * TICK), self._tokens + (now - self._token_time) * self.qps
             )
             self._token_time = now
-        payload = self.payload
+        head, tail = self._frame
         stats = self.stats
         while ready and self._inflight_count < self.concurrency:
             if self.qps:
@@ -425,11 +426,10 @@ class Fleet:
             self._inflight_count += 1
             stats.queries += 1
             try:
-                if q.question is None:
-                    q.question = wire.question(q.target, q.qtype)
-                up.transport.sendto(
-                    wire.make_query(q.qid, q.target, q.qtype, payload=payload, question=q.question)
-                )
+                question = q.question
+                if question is None:
+                    question = q.question = wire.question(q.target, q.qtype)
+                up.transport.sendto(q.qid.to_bytes(2, "big") + head + question + tail)
             except (wire.WireError, OSError):
                 del up.pending[q.qid]
                 self._inflight_count -= 1

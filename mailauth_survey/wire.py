@@ -147,12 +147,23 @@ def make_query(
         raise WireError(f"query id out of range: {qid}")
     if question is None:
         question = _question(qname, qtype)
+    head, tail = query_frame(payload, dnssec_ok, ad)
+    return qid.to_bytes(2, "big") + head + question + tail
+
+
+@lru_cache(maxsize=64)
+def query_frame(
+    payload: int = 1232, dnssec_ok: bool = False, ad: bool = True
+) -> tuple[bytes, bytes]:
+    """What surrounds the question in a query of :func:`make_query`'s options: the header after
+    the 2-byte ID, and the additional section (the OPT record). The same for every query of a
+    scan, so the resolver builds each query as ID + head + question + tail."""
     flags = _RD | _AD if ad else _RD
     if not payload:
         if dnssec_ok:
             raise WireError("dnssec_ok needs EDNS (payload > 0)")
-        return _HEADER.pack(qid, flags, 1, 0, 0, 0) + question
-    return _HEADER.pack(qid, flags, 1, 0, 0, 1) + question + _opt_rr(payload, dnssec_ok)
+        return _HEADER.pack(0, flags, 1, 0, 0, 0)[2:], b""
+    return _HEADER.pack(0, flags, 1, 0, 0, 1)[2:], _opt_rr(payload, dnssec_ok)
 
 
 def _question(qname: str, qtype: str) -> bytes:
