@@ -134,21 +134,17 @@ def make_query(
     payload: int = 1232,
     dnssec_ok: bool = False,
     ad: bool = True,
-    question: bytes | None = None,
 ) -> bytes:
     """A recursive query with EDNS0 advertising ``payload`` bytes (0: no EDNS).
 
     ``ad`` sets AD in the query, which asks a validating resolver to say whether the answer
     validated (RFC 6840 5.7) without the size of DO's signatures. ``dnssec_ok`` sets the DO bit,
-    which lives in the OPT record, so it needs ``payload > 0``. ``question``: the question
-    section of ``qname``/``qtype`` when the caller already has it (see :func:`question`).
+    which lives in the OPT record, so it needs ``payload > 0``.
     """
     if not 0 <= qid <= 0xFFFF:
         raise WireError(f"query id out of range: {qid}")
-    if question is None:
-        question = _question(qname, qtype)
     head, tail = query_frame(payload, dnssec_ok, ad)
-    return qid.to_bytes(2, "big") + head + question + tail
+    return qid.to_bytes(2, "big") + head + question(qname, qtype) + tail
 
 
 @lru_cache(maxsize=64)
@@ -166,16 +162,12 @@ def query_frame(
     return _HEADER.pack(0, flags, 1, 0, 0, 1)[2:], _opt_rr(payload, dnssec_ok)
 
 
-def _question(qname: str, qtype: str) -> bytes:
-    """Question section for ``qname``/``qtype``.
+def question(qname: str, qtype: str) -> bytes:
+    """Question section for ``qname``/``qtype`` (what :func:`parse_response` compares an echo with).
 
     Not cached: a scan asks each name once (retries are rare), so a cache only costs.
     """
     return _encode_name(qname) + _TYPE_CLASS.pack(_qtype_code(qtype), _IN)
-
-
-#: The question section of a query, for :func:`make_query` and :func:`parse_response`.
-question = _question
 
 
 @lru_cache(maxsize=64)
