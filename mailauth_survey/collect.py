@@ -66,7 +66,7 @@ BUCKET_BYTES = int(os.environ.get("MAILAUTH_SURVEY_BUCKET_BYTES", "30000"))
 MAX_BUCKETS = 8192
 #: The scanning processes' garbage collector thresholds (see :func:`_tune_gc`).
 GC_THRESHOLDS = tuple(
-    int(x) for x in os.environ.get("MAILAUTH_SURVEY_GC", "200000,20,100").split(",")
+    int(x) for x in os.environ.get("MAILAUTH_SURVEY_GC", "400000,20,100").split(",")
 )
 #: Statuses that ``--retry-errors`` scans again.
 RETRY_STATUSES = ("servfail", "timeout", "error")
@@ -419,7 +419,10 @@ def scan(
     else:
         work = Path(tempfile.mkdtemp(prefix=f"mailauth-survey-{label}-"))
     progress = Progress()
+    workers = None
     try:
+        if options.workers > 1 and not options.cluster:
+            workers = _Workers(work, ddir, rdir, options)
         _read, progress.bad_lines = spool(paths, work, buckets, on_error)
         done_parts = store.existing_parts(ddir)
         todo = [b for b in range(buckets) if part_name(b) not in done_parts]
@@ -438,13 +441,15 @@ def scan(
                 progress, options, on_progress,
             )  # fmt: skip
             manifest["shards"] = (previous or {}).get("shards", []) + shards
-        elif options.workers > 1 and len(todo) > 1:
-            stats = _run_workers(todo, work, ddir, rdir, progress, options, on_progress)
+        elif workers is not None and len(todo) > 1:
+            stats = workers.run(todo, progress, on_progress)
         else:
             stats = _run_buckets(
                 todo, partial(bucket_domains, work), ddir, rdir, progress, options, on_progress
             )
     finally:
+        if workers is not None:
+            workers.close()
         shutil.rmtree(work, ignore_errors=True)
         if out.local:
             with contextlib.suppress(OSError):
@@ -561,16 +566,23 @@ def _claimed(todo: list[int], claims: Any) -> Iterator[int]:
 
 def _worker_main(
     index: int,
-    todo: list[int],
+    orders: Any,
     claims: Any,
     work: Path,
     ddir: store.Location,
     rdir: store.Location,
     options: ScanOptions,
-    share: int,
     channel: Any,
 ) -> None:
-    """One ``--workers`` process: its buckets, progress and the end sent back on ``channel``."""
+    """One ``--workers`` process: its buckets, progress and the end sent back on ``channel``.
+
+    Started before the list is spooled, it waits on ``orders`` for the buckets to do (and the
+    number of processes sharing them), or None: nothing for it to do.
+    """
+    order = orders.get()
+    if order is None:
+        return
+    todo, share = order
     progress = Progress()
     sent = {"done": 0, "status": Counter(), "at": 0.0}
 
@@ -599,88 +611,108 @@ def _worker_main(
         channel.put(("fatal", index, str(exc) or exc.__class__.__name__))
 
 
-def _run_workers(
-    todo: list[int],
-    work: Path,
-    ddir: store.Location,
-    rdir: store.Location,
-    progress: Progress,
-    options: ScanOptions,
-    on_progress: Callable[[Progress], None] | None,
-) -> Stats:
-    """Spread the buckets over ``options.workers`` processes (one event loop and fleet each).
+class _Workers:
+    """The other ``--workers`` processes, started before the list is spooled.
 
-    This process is one of them: it claims buckets as the others do while it relays their
-    progress, so ``--workers 2`` is two processes, not three.
+    Starting one (a new interpreter importing the scanner) takes about as long as spooling
+    100,000 names: done side by side, the second core is not idle while the first spools.
+    This process is one of the workers: it claims buckets as the others do while it relays
+    their progress, so ``--workers 2`` is two processes, not three.
     """
-    n = min(options.workers, len(todo))
-    ctx = multiprocessing.get_context("spawn")
-    channel = ctx.Queue()
-    claims = ctx.Value("q", 0)
-    procs = [
-        ctx.Process(
-            target=_worker_main,
-            args=(i, todo, claims, work, ddir, rdir, options, n, channel),
-            daemon=True,
-        )
-        for i in range(1, n)
-    ]
-    for proc in procs:
-        proc.start()
-    total = Stats()
-    base = progress.done  # (domains skipped on resume)
-    others = {"done": 0, "status": Counter(), "queries": [0] * n, "finished": 0}
-    mine = Progress()
 
-    def publish() -> None:
-        progress.done = base + mine.done + others["done"]
-        progress.by_status = mine.by_status + others["status"]
-        progress.queries = mine.queries + sum(others["queries"])
-        if on_progress is not None:
-            on_progress(progress)
+    def __init__(
+        self, work: Path, ddir: store.Location, rdir: store.Location, options: ScanOptions
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.options = options
+        self.work, self.ddir, self.rdir = work, ddir, rdir
+        self.channel = ctx.Queue()
+        self.orders = ctx.Queue()
+        self.claims = ctx.Value("q", 0)
+        self.finished = False
+        self.procs = [
+            ctx.Process(
+                target=_worker_main,
+                args=(i, self.orders, self.claims, work, ddir, rdir, options, self.channel),
+                daemon=True,
+            )
+            for i in range(1, options.workers)
+        ]
+        for proc in self.procs:
+            proc.start()
 
-    def drain(timeout: float | None) -> None:
-        """Take the other workers' messages (waiting up to ``timeout`` s for the first)."""
-        while True:
-            try:
-                msg = channel.get(timeout=timeout) if timeout else channel.get_nowait()
-            except queue_module.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise ScanError(
-                        f"a scan worker died (exit code {dead[0].exitcode}); run the same command again to resume"
-                    ) from None
-                return
-            timeout = None
-            kind, index = msg[0], msg[1]
-            if kind == "progress":
-                _, _, done, statuses, q = msg
-                others["done"] += done
-                others["status"].update(statuses)
-                others["queries"][index] = q
-            elif kind == "done":
-                others["finished"] += 1
-                _add_stats(total, msg[2])
-            else:
-                raise ScanError(f"{msg[2]}")
+    def close(self) -> None:
+        """Wait for the processes after a finished run; stop them after anything else."""
+        for proc in self.procs:
+            if not self.finished and proc.is_alive():
+                proc.terminate()
+            proc.join(5)
 
-    last = [0.0]
+    def run(
+        self,
+        todo: list[int],
+        progress: Progress,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> Stats:
+        """Spread the buckets of ``todo`` over this process and the others."""
+        n = min(len(self.procs) + 1, len(todo))
+        procs = self.procs[: n - 1]
+        for i in range(len(self.procs)):
+            self.orders.put((todo, n) if i < n - 1 else None)
+        channel, claims = self.channel, self.claims
+        total = Stats()
+        base = progress.done  # (domains skipped on resume)
+        others = {"done": 0, "status": Counter(), "queries": [0] * n, "finished": 0}
+        mine = Progress()
 
-    def relay(p: Progress) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.25:
-            last[0] = now
-            drain(None)
-            publish()
+        def publish() -> None:
+            progress.done = base + mine.done + others["done"]
+            progress.by_status = mine.by_status + others["status"]
+            progress.queries = mine.queries + sum(others["queries"])
+            if on_progress is not None:
+                on_progress(progress)
 
-    try:
+        def drain(timeout: float | None) -> None:
+            """Take the other workers' messages (waiting up to ``timeout`` s for the first)."""
+            while True:
+                try:
+                    msg = channel.get(timeout=timeout) if timeout else channel.get_nowait()
+                except queue_module.Empty:
+                    dead = [p for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise ScanError(
+                            f"a scan worker died (exit code {dead[0].exitcode}); run the same command again to resume"
+                        ) from None
+                    return
+                timeout = None
+                kind, index = msg[0], msg[1]
+                if kind == "progress":
+                    _, _, done, statuses, q = msg
+                    others["done"] += done
+                    others["status"].update(statuses)
+                    others["queries"][index] = q
+                elif kind == "done":
+                    others["finished"] += 1
+                    _add_stats(total, msg[2])
+                else:
+                    raise ScanError(f"{msg[2]}")
+
+        last = [0.0]
+
+        def relay(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.25:
+                last[0] = now
+                drain(None)
+                publish()
+
         own = _run_buckets(
             _claimed(todo, claims),
-            partial(bucket_domains, work),
-            ddir,
-            rdir,
+            partial(bucket_domains, self.work),
+            self.ddir,
+            self.rdir,
             mine,
-            options,
+            self.options,
             relay,
             n,
         )
@@ -689,12 +721,8 @@ def _run_workers(
             drain(1.0)
             publish()
         publish()
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-            proc.join(5)
-    return total
+        self.finished = True
+        return total
 
 
 def _add_stats(total: Stats, part: dict[str, Any]) -> None:

@@ -135,6 +135,30 @@ def test_workers_give_the_same_snapshot_as_one_process(tmp_path, nsd_factory) ->
     assert m["queries"]["replies"] >= m1["queries"]["replies"] > 0
 
 
+def test_workers_started_before_spooling_all_end(tmp_path, nsd_factory, monkeypatch) -> None:
+    """The other processes start while the list is spooled: whether they get buckets, get none
+    (more workers than buckets) or the scan fails before handing any out, none is left running."""
+    import multiprocessing
+
+    from mailauth_survey import collect
+
+    server = nsd_factory(_population())
+    lst = write_list(tmp_path / "list.txt", NAMES[:30])
+    opts = ScanOptions(resolvers=[server.address], qps=0, concurrency=8, workers=3)
+    monkeypatch.setattr(collect, "BUCKET_BYTES", 150)  # two buckets, three workers
+    m = scan([lst], tmp_path / "two", snapshot="q", options=opts)
+    assert m["buckets"] == 2 and m["domains"] == 30 and m["status_counts"] == {"ok": 30}
+    assert multiprocessing.active_children() == []
+
+    def broken_spool(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(collect, "spool", broken_spool)
+    with pytest.raises(OSError, match="disk full"):
+        scan([lst], tmp_path / "broken", snapshot="q", options=opts)
+    assert multiprocessing.active_children() == []
+
+
 def test_workers_stop_in_one_line_when_no_resolver_answers(tmp_path, silent_resolver) -> None:
     """The scanning parent and its worker both see the silence; the scan ends with one line."""
     lst = write_list(tmp_path / "list.txt", NAMES)
