@@ -313,4 +313,14 @@ def valid_qname(name: str) -> bool:
     return _LABELS_OK.match(name) is not None
 
 
+def txt_query(prefix: str, name: str) -> tuple[tuple[str, str], ...]:
+    """``((prefix.name, "TXT"),)``, or nothing when that name cannot be asked.
+
+    What a policy module that reads one TXT record under the domain asks first: its
+    ``first_queries``.
+    """
+    qname = f"{prefix}.{name}"
+    return ((qname, "TXT"),) if valid_qname(qname) else ()
+
+
 _LABELS_OK = re.compile(r"[^.]{1,63}(?:\.[^.]{1,63})*\Z", re.DOTALL)

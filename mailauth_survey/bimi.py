@@ -20,13 +20,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 from .dkim import parse_tag_list
 from .dmarc import check_uri
 from .domains import registrable_domain
 
 COLUMNS = ("bimi_status",)
 SELECTOR = "default"
+#: Where the default BIMI Assertion Record of a domain is.
+PREFIX = f"{SELECTOR}._bimi"
 
 _VERSION = re.compile(r"[ \t]*v[ \t]*=[ \t]*BIMI1[ \t]*(?:;|$)")
 _OTHER_IMAGE = re.compile(r"\.(png|jpe?g|gif|bmp|webp|ico|tiff?|heic|avif)$", re.I)
@@ -126,6 +128,13 @@ def _https_uri(rec: BimiRecord, name: str, value: str) -> str | None:
     return value
 
 
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
+    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
+    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    return txt_query(PREFIX, name)
+
+
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``bimi_status`` of ``domain`` (see the module docstring)."""
     name = normalize_name(domain)
@@ -145,7 +154,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
 
 def _status_at(domain: str, dns: AnswerSet) -> str | None:
     """The status of ``default._bimi.<domain>``, None when it holds no BIMI record."""
-    qname = f"{SELECTOR}._bimi.{domain}"
+    qname = f"{PREFIX}.{domain}"
     if not valid_qname(qname):
         return None
     answer = dns.get(qname, "TXT")

@@ -247,7 +247,9 @@ async def scan_domain(
         for lk in lookups:
             dns.add_normalized(lk.answer)  # (the fleet asks normalized names only)
             records.append(record_row(domain, lk))
-        parts = analyze_parts(domain, dns, memo)
+        # (planning: whatever it finds missing, there is a next round to ask it in)
+        planning = _round + 1 < MAX_ROUNDS and len(records) < MAX_QUERIES_PER_DOMAIN
+        parts = analyze_parts(domain, dns, memo, planning=planning)
         if not dns.missing:
             break
         budget = MAX_QUERIES_PER_DOMAIN - len(records)

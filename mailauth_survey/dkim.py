@@ -24,7 +24,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, text_cache, valid_qname
+from .answers import (
+    AnswerSet,
+    domain_exists,
+    normalize_name,
+    text_cache,
+    txt_query,
+    valid_qname,
+)
 
 #: The selectors probed on every domain (common defaults of hosting panels and providers).
 SELECTORS = ("default", "selector1", "selector2", "google", "k1", "k2", "s1", "s2", "dkim", "mail")
@@ -295,6 +302,17 @@ def _check_ed25519(rec: KeyRecord, der: bytes) -> None:
 # --- analysis ---------------------------------------------------------------------------------
 
 
+#: The node above every selector: asked first (RFC 8020: when it does not exist, no key does).
+PREFIX = "_domainkey"
+
+
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
+    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
+    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    return txt_query(PREFIX, name)
+
+
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``dkim_domainkey`` and ``dkim_selectors`` of ``domain`` (see the module docstring).
 
@@ -310,7 +328,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
         return {"dkim_domainkey": "error", "dkim_selectors": None}
     if exists is False:
         return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
-    base = f"_domainkey.{name}"
+    base = f"{PREFIX}.{name}"
     if not valid_qname(base):
         return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
     answer = dns.get(base, "TXT")

@@ -39,6 +39,7 @@ from .answers import (
     domain_exists,
     normalize_name,
     text_cache,
+    txt_query,
     valid_qname,
 )
 from .dkim import parse_tag_list
@@ -489,6 +490,17 @@ def _record_columns(
     return cols
 
 
+#: Where a domain's own DMARC record is (RFC 9989 4.10 step 1).
+PREFIX = "_dmarc"
+
+
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
+    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
+    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    return txt_query(PREFIX, name)
+
+
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """The DMARC columns of ``domain`` (SPEC.md), asking ``dns`` only what the verdict needs."""
     name = normalize_name(domain)
@@ -500,7 +512,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
             "temperror", [f"no definite answer at the apex of {name}; DMARC not evaluated"]
         )
     warnings: list[str] = []
-    own_qname = f"_dmarc.{name}"
+    own_qname = f"{PREFIX}.{name}"
     if exists and valid_qname(own_qname):
         own = _fetch(own_qname, dns)
         if own.failure:

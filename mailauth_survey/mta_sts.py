@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 
 COLUMNS = ("mta_sts_status", "mta_sts_id")
 
@@ -90,6 +90,17 @@ def parse_record(text: str) -> StsRecord:
     return rec
 
 
+#: Where the MTA-STS TXT record is (RFC 8461 3.1).
+PREFIX = "_mta-sts"
+
+
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
+    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
+    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    return txt_query(PREFIX, name)
+
+
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``mta_sts_status`` and ``mta_sts_id`` from ``_mta-sts.<domain>`` TXT."""
     status, rec = lookup(domain, dns)
@@ -104,7 +115,7 @@ def lookup(domain: str, dns: AnswerSet) -> tuple[str, StsRecord | None]:
     exists = domain_exists(name, dns)
     if exists is None:
         return "temperror", None
-    qname = f"_mta-sts.{name}"
+    qname = f"{PREFIX}.{name}"
     if exists is False or not valid_qname(qname):
         return "none", None
     answer = dns.get(qname, "TXT")

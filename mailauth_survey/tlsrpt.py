@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, valid_qname
+from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 from .dmarc import check_uri, split_uri_list
 from .mta_sts import split_fields
 
@@ -87,6 +87,17 @@ def _read_rua(rec: TlsRptRecord, value: str) -> None:
         rec.errors.append("RFC 8460 3: no rua URI is mailto: or https:")
 
 
+#: Where the TLS-RPT TXT record is (RFC 8460 3).
+PREFIX = "_smtp._tls"
+
+
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
+    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
+    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    return txt_query(PREFIX, name)
+
+
 def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``tlsrpt_status`` and ``tlsrpt_rua`` from ``_smtp._tls.<domain>`` TXT."""
     name = normalize_name(domain)
@@ -95,7 +106,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     exists = domain_exists(name, dns)
     if exists is None:
         return {"tlsrpt_status": "temperror", "tlsrpt_rua": None}
-    qname = f"_smtp._tls.{name}"
+    qname = f"{PREFIX}.{name}"
     if exists is False or not valid_qname(qname):
         return {"tlsrpt_status": "none", "tlsrpt_rua": []}
     answer = dns.get(qname, "TXT")
