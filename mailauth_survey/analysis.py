@@ -231,10 +231,12 @@ def analyze_parts(
     builds the row (:func:`domain_row`) once, when nothing more is missing.
 
     ``planning``: the caller will ask what is missing and call again, whatever this finds. In
-    the first round with the apex answers in, a module whose first queries (its
-    ``first_queries``) are not all in is then not run, only those queries asked: a run would
-    ask them and nothing else, and its columns would be thrown away (~5% of a scan's CPU went
-    to such runs). Its columns are ``{}``. ``dns.missing`` ends the same as without it.
+    the first round with the apex answers in, a module whose first queries are not all in is
+    then not run, only those queries asked: a run would ask them and nothing else, and its
+    columns would be thrown away. Its columns are ``{}``; ``dns.missing`` ends the same as
+    without it. A module's ``first_queries(name, dns)`` must say exactly that: what its
+    ``analyze`` asks first, for an existing ``name`` (normal form) whose apex answers are in,
+    when it asks nothing else while one of them is missing (tests check each module).
     """
     name_ = normalize_name(domain)
     if "apex" not in memo:

@@ -341,13 +341,9 @@ def _dane(name: str, dns: AnswerSet, apex: list[Answer]) -> bool | None:
 
 
 def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
-    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
-    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
-    asks for them without running it (analysis.analyze_parts, ``planning``).
-
-    The resolver probe, when no apex answer is validated (nor failed): the MX RRset is then
-    insecure (RFC 7672 2.2.1) and both columns wait on whether the resolver validates at all.
-    """
+    """What :func:`analyze` asks first and alone (analysis.analyze_parts): the resolver probe,
+    when no apex answer is validated (nor failed). The MX RRset is then insecure (RFC 7672
+    2.2.1) and both columns wait on whether the resolver validates at all."""
     apex = [dns.get(name, t) for t in APEX_QTYPES]
     if any(a.failed or a.ad for a in apex):
         return ()

@@ -92,9 +92,7 @@ PREFIX = "_smtp._tls"
 
 
 def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
-    """What :func:`analyze` asks first for ``name`` (normal form) once its apex answers are in and
-    say it exists: while one of these is missing, analyze asks for nothing else, so the collector
-    asks for them without running it (analysis.analyze_parts, ``planning``)."""
+    """Its own TXT record, what :func:`analyze` asks first and alone (analysis.analyze_parts)."""
     return txt_query(PREFIX, name)
 
 
