@@ -579,9 +579,17 @@ def _worker_main(
     """One ``--workers`` process: its buckets, progress and the end sent back on ``channel``.
 
     Started before the list is spooled, it waits on ``orders`` for the buckets to do (and the
-    number of processes sharing them), or None: nothing for it to do.
+    number of processes sharing them), or None: nothing for it to do. It ends if the parent
+    does before saying (killed while spooling): it would otherwise wait forever.
     """
-    order = orders.get()
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            order = orders.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if parent is not None and not parent.is_alive():
+                return
     if order is None:
         return
     todo, share = order
@@ -629,13 +637,14 @@ class _Workers:
         self.options = options
         self.work, self.ddir, self.rdir = work, ddir, rdir
         self.channel = ctx.Queue()
-        self.orders = ctx.Queue()
+        # One orders queue each: which processes get work is decided here, not raced for.
+        self.orders = [ctx.Queue() for _ in range(1, options.workers)]
         self.claims = ctx.Value("q", 0)
         self.finished = False
         self.procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(i, self.orders, self.claims, work, ddir, rdir, options, self.channel),
+                args=(i, self.orders[i - 1], self.claims, work, ddir, rdir, options, self.channel),
                 daemon=True,
             )
             for i in range(1, options.workers)
@@ -658,9 +667,9 @@ class _Workers:
     ) -> Stats:
         """Spread the buckets of ``todo`` over this process and the others."""
         n = min(len(self.procs) + 1, len(todo))
-        procs = self.procs[: n - 1]
-        for i in range(len(self.procs)):
-            self.orders.put((todo, n) if i < n - 1 else None)
+        procs = self.procs[: n - 1]  # (processes 1 .. n-1; this one is 0)
+        for i, orders in enumerate(self.orders):
+            orders.put((todo, n) if i < n - 1 else None)
         channel, claims = self.channel, self.claims
         total = Stats()
         base = progress.done  # (domains skipped on resume)

@@ -159,6 +159,31 @@ def test_workers_started_before_spooling_all_end(tmp_path, nsd_factory, monkeypa
     assert multiprocessing.active_children() == []
 
 
+def test_workers_waiting_for_buckets_end_when_the_parent_dies(tmp_path) -> None:
+    """A scan killed while it spools (before handing out buckets) leaves no worker waiting."""
+    script = f"""
+import os, sys
+from pathlib import Path
+from mailauth_survey import store
+from mailauth_survey.collect import ScanOptions, _Workers
+d = store.Location.of({str(tmp_path)!r})
+w = _Workers(Path({str(tmp_path)!r}), d, d, ScanOptions(workers=2))
+print(w.procs[0].pid, flush=True)
+os._exit(0)  # as if killed: no clean-up, no orders
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    pid = int(res.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent")
+
+
 def test_workers_stop_in_one_line_when_no_resolver_answers(tmp_path, silent_resolver) -> None:
     """The scanning parent and its worker both see the silence; the scan ends with one line."""
     lst = write_list(tmp_path / "list.txt", NAMES)
