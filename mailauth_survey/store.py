@@ -325,7 +325,7 @@ def write_part(
     table = pa.Table.from_arrays(
         [pa.array([r.get(n) for r in rows], type=t) for n, t in columns], schema=schema
     )
-    return write_table(directory, name, table, dictionary=_dictionary(schema))
+    return write_table(directory, name, table)
 
 
 def write_table(
@@ -333,34 +333,28 @@ def write_table(
     name: str,
     table: pa.Table | Iterable[pa.Table],
     schema: pa.Schema | None = None,
-    dictionary: bool | list[str] = True,
 ) -> Location:
-    """Write one part atomically: a table, or tables of ``schema`` written as row groups.
-
-    ``dictionary``: the columns to dictionary-encode (True: all).
-    """
+    """Write one part atomically: a table, or tables of ``schema`` written as row groups."""
     directory = Location.of(directory)
     final = directory / name
     if final.local:
         directory.mkdir()
         tmp = directory / f".{name}.tmp-{os.getpid()}"
-        _write_parquet(table, schema, tmp.path, dictionary)
+        _write_parquet(table, schema, tmp.path)
         with open(tmp.path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp.path, final.path)
     else:  # encoded in memory, then sent whole: never half an object in the store
         sink = pa.BufferOutputStream()
-        _write_parquet(table, schema, sink, dictionary)
+        _write_parquet(table, schema, sink)
         final.write_bytes(sink.getvalue().to_pybytes())
     return final
 
 
 def _write_parquet(
-    table: pa.Table | Iterable[pa.Table],
-    schema: pa.Schema | None,
-    where: Any,
-    dictionary: bool | list[str] = True,
+    table: pa.Table | Iterable[pa.Table], schema: pa.Schema | None, where: Any
 ) -> None:
+    dictionary = _dictionary(table.schema if isinstance(table, pa.Table) else schema)
     if isinstance(table, pa.Table):
         pq.write_table(table, where, compression="zstd", use_dictionary=dictionary)
         return
@@ -393,7 +387,7 @@ def write_tuples(
                     arrays.append(pa.array(col, type=f.type))
             yield pa.Table.from_arrays(arrays, schema=schema)
 
-    return write_table(directory, name, tables(), schema, dictionary=_dictionary(schema))
+    return write_table(directory, name, tables(), schema)
 
 
 #: Rows per row group of :func:`write_tuples`.
@@ -405,8 +399,9 @@ TUPLE_CHUNK_ROWS = 8192
 RECORDS_DICTIONARY = ["qtype", "rcode", "resolver", "transport"]
 
 
-def _dictionary(schema: pa.Schema) -> bool | list[str]:
-    return RECORDS_DICTIONARY if schema.equals(RECORDS_SCHEMA) else True
+def _dictionary(schema: pa.Schema | None) -> bool | list[str]:
+    """The columns to dictionary-encode in a part of ``schema`` (True: all)."""
+    return RECORDS_DICTIONARY if schema is not None and schema.equals(RECORDS_SCHEMA) else True
 
 
 def read_table(part: str | Path | Location, columns: list[str] | None = None) -> pa.Table:
