@@ -238,13 +238,15 @@ def analyze_parts(
     ``analyze`` asks first, for an existing ``name`` (normal form) whose apex answers are in,
     when it asks nothing else while one of them is missing (tests check each module).
     """
-    name_ = normalize_name(domain)
+    name_ = ""
     if "apex" not in memo:
         for qtype in APEX_QTYPES:
             dns.get(domain, qtype)
         if dns.missing:
             return None
-        planning = planning and valid_qname(name_) and domain_exists(name_, dns) is True
+        if planning:
+            name_ = normalize_name(domain)
+            planning = valid_qname(name_) and domain_exists(name_, dns) is True
     else:
         planning = False  # later rounds run every module: their first queries were asked
     found = []
