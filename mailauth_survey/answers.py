@@ -173,9 +173,14 @@ class AnswerSet:
 
     ``get`` never raises: an answer that was not collected comes back as ``MISSING`` and its key
     is added to :attr:`missing`, which is the collector's list of what to ask next.
+
+    ``fill`` (the collector's): asked for a key before it is noted missing; an answer it returns
+    is added and read at once. The scan hands over the answers its cache already holds for names
+    other domains share (a provider's SPF include, ``_dmarc.co.jp``), so the analysis goes on
+    in the same round instead of waiting a round for an answer that needs no query.
     """
 
-    __slots__ = ("_answers", "missing", "misses", "exists")
+    __slots__ = ("_answers", "missing", "misses", "exists", "fill")
 
     def __init__(self, answers: Iterable[Answer] = ()) -> None:
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -185,6 +190,7 @@ class AnswerSet:
         self.misses = 0
         #: domain_exists verdicts made from complete apex answers (they cannot change).
         self.exists: dict[str, bool | None] = {}
+        self.fill: Callable[[tuple[str, str]], Answer | None] | None = None
         for a in answers:
             self.add(a)
 
@@ -202,6 +208,10 @@ class AnswerSet:
             return found
         key = (normalize_name(qname), qtype.upper())
         found = self._answers.get(key)
+        if found is None and self.fill is not None:
+            found = self.fill(key)
+            if found is not None:
+                self._answers[key] = found
         if found is None:
             self.misses += 1
             self.missing.add(key)

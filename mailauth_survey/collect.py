@@ -43,7 +43,7 @@ from .analysis import (
     domain_row,
     transport_columns,
 )
-from .answers import APEX_QTYPES, AnswerSet
+from .answers import APEX_QTYPES, Answer, AnswerSet
 from .domains import name_hash, psl_version, read_list, sha256_file
 from .probes import (
     PROBES_SCHEMA,
@@ -235,6 +235,19 @@ async def scan_domain(
     """Collect what the analysis of ``domain`` needs; return its row, records and probes."""
     dns = AnswerSet()
     records: list[Record] = []
+
+    def from_cache(key: tuple[str, str]) -> Answer | None:
+        # A shared name the scan already holds is read at once, and stored as a lookup answered
+        # from the cache, as it would be a round later (within the domain's query budget).
+        if len(records) >= MAX_QUERIES_PER_DOMAIN or not _shared(key[0], domain):
+            return None
+        lk = fleet.cached(key)
+        if lk is None:
+            return None
+        records.append(record_row(domain, lk))
+        return lk.answer
+
+    dns.fill = from_cache
     # The apex first: when it does not exist, nothing below it is asked (RFC 8020).
     need: list[tuple[str, str]] = [(domain, t) for t in APEX_QTYPES]
     memo: dict[str, dict[str, Any]] = {}
@@ -257,6 +270,7 @@ async def scan_domain(
             break
         need = sorted(dns.missing)[:budget]
         dns.missing.clear()
+    dns.fill = None
     row = domain_row(domain, parts, memo)
     probe_rows: list[dict[str, Any]] = []
     probes = None

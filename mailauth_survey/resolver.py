@@ -351,6 +351,20 @@ class Fleet:
             submit(batch, i, qname, qtype, shared, when)
         return batch.future
 
+    def cached(self, key: tuple[str, str], when: float | None = None) -> Lookup | None:
+        """The scan's cached answer for a shared ``(qname, qtype)`` (normal form), if it holds one.
+
+        Counted as a cache hit, as a lookup answered from the cache is.
+        """
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        self._cache.move_to_end(key)
+        self.stats.cache_hits += 1
+        return Lookup(
+            hit.answer, 0.0, 0, hit.resolver, "cache", time.time() if when is None else when
+        )
+
     def _submit(
         self, batch: _Batch, index: int, qname: str, qtype: str, shared: bool, when: float
     ) -> None:
@@ -358,11 +372,9 @@ class Fleet:
         key = None
         if shared:
             key = (qname, qtype)
-            hit = self._cache.get(key)
+            hit = self.cached(key, when)
             if hit is not None:
-                self._cache.move_to_end(key)
-                self.stats.cache_hits += 1
-                batch.put(index, Lookup(hit.answer, 0.0, 0, hit.resolver, "cache", when))
+                batch.put(index, hit)
                 return
             waiting = self._joining.get(key)
             if waiting is not None:
