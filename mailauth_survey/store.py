@@ -26,6 +26,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -378,9 +379,11 @@ def write_tuples(
     def tables() -> Iterator[pa.Table]:
         for start in range(0, max(len(rows), 1), TUPLE_CHUNK_ROWS):
             chunk = rows[start : start + TUPLE_CHUNK_ROWS]
-            columns = list(zip(*chunk, strict=True)) if chunk else [()] * len(schema)
             arrays = []
-            for col, f in zip(columns, schema, strict=True):
+            for i, f in enumerate(schema):
+                # A column at a time (zip(*chunk) to transpose took twice as long: it builds
+                # each column as a tuple over thousands of argument iterators).
+                col = list(map(itemgetter(i), chunk))
                 if pa.types.is_timestamp(f.type):  # held as integer µs (cheaper than datetimes)
                     arrays.append(pa.array(col, type=pa.int64()).cast(f.type))
                 else:
