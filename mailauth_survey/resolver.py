@@ -92,9 +92,8 @@ class Stats:
 class _Proto(asyncio.DatagramProtocol):
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
-
-    def datagram_received(self, data: bytes, addr) -> None:  # noqa: ANN001
-        self.upstream.on_datagram(data)
+        # The upstream's own method, called by the loop for each datagram (no frame between).
+        self.datagram_received = upstream.on_datagram  # type: ignore[method-assign]
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors surface as timeouts; the retry logic handles them
@@ -195,7 +194,8 @@ class Upstream:
             if qid not in pending:
                 return qid
 
-    def on_datagram(self, data: bytes) -> None:
+    def on_datagram(self, data: bytes, addr: object = None) -> None:
+        """One reply (``addr``: the connected socket's peer, unused)."""
         stats = self.fleet.stats
         if len(data) < 12:
             stats.junk += 1

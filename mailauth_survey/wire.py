@@ -196,17 +196,22 @@ def _encode_name(qname: str) -> bytes:
             return dns.name.from_text(qname).to_wire()  # type: ignore[return-value]
         except (dns.exception.DNSException, ValueError) as exc:
             raise WireError(f"invalid name {qname!r}: {exc.__class__.__name__}") from None
-    labels = qname[:-1].split(".") if qname.endswith(".") else qname.split(".")
-    out = bytearray()
-    for label in labels:
-        if not 0 < len(label) <= 63:
-            raise WireError(f"invalid name {qname!r}: label of {len(label)} bytes")
-        out.append(len(label))
-        out += label.encode("ascii")
-    out.append(0)
+    text = qname[:-1] if qname.endswith(".") else qname
+    parts = []
+    for label in text.encode("ascii").split(b"."):
+        size = len(label)
+        if not 0 < size <= 63:
+            raise WireError(f"invalid name {qname!r}: label of {size} bytes")
+        parts.append(_LENGTH_BYTE[size])
+        parts.append(label)
+    parts.append(b"\x00")
+    out = b"".join(parts)
     if len(out) > 255:
         raise WireError(f"invalid name {qname!r}: {len(out)} bytes in wire form")
-    return bytes(out)
+    return out
+
+
+_LENGTH_BYTE = [bytes((n,)) for n in range(64)]
 
 
 # --- responses ----------------------------------------------------------------------------------

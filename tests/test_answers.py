@@ -6,12 +6,14 @@ import dns.rdata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailauth_survey import answers
 from mailauth_survey.answers import (
     Answer,
     AnswerSet,
     domain_exists,
     format_txt_rdata,
     parse_txt_rdata,
+    valid_qname,
 )
 
 strings = st.lists(st.binary(max_size=255), min_size=1, max_size=6)
@@ -95,3 +97,24 @@ def test_derived_values_are_computed_once_per_answer():
     b = Answer("x.example.jp", "TXT", "NOERROR", ('x.example.jp. 300 IN TXT "v=spf1 -all"',))
     assert b == a and b.derived("upper", make) == ("V=SPF1 -ALL",)
     assert len(calls) == 2
+
+
+def test_valid_qname_follows_rfc1035_limits() -> None:
+    """RFC 1035 2.3.4: labels of 1-63 octets, names of at most 255 octets in wire form (253
+    characters of text without the final dot); the survey asks A-labels only (ASCII)."""
+    assert valid_qname("example.jp") and valid_qname("example.jp.")
+    assert valid_qname(("a" * 63) + ".jp") and not valid_qname(("a" * 64) + ".jp")
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
+    assert len(longest) == 253 and valid_qname(longest)
+    assert not valid_qname(longest + "b")
+    assert not valid_qname("a..jp") and not valid_qname("") and not valid_qname(".")
+    assert not valid_qname("日本.jp")
+
+
+def test_valid_qname_cache_is_bounded_and_never_changes_a_verdict(monkeypatch) -> None:
+    monkeypatch.setattr(answers, "VALID_QNAMES_CACHED", 8)
+    monkeypatch.setattr(answers, "_VALID_QNAMES", {})
+    names = [f"n{i}.jp" for i in range(20)] + [("x" * 64) + ".jp"]
+    for _ in range(2):  # second time: some from the cache, some checked again
+        assert [valid_qname(n) for n in names] == [True] * 20 + [False]
+        assert len(answers._VALID_QNAMES) <= 8
