@@ -418,6 +418,7 @@ class Fleet:
             self._token_time = now
         head, tail = self._frame
         stats = self.stats
+        single = self.upstreams[0] if len(self.upstreams) == 1 else None
         while ready and self._inflight_count < self.concurrency:
             if self.qps:
                 if self._tokens < 1.0:
@@ -425,7 +426,7 @@ class Fleet:
                     return
                 self._tokens -= 1.0
             q = ready.popleft()
-            up = self._pick(q.tried)
+            up = single or self._pick(q.tried)
             q.tried |= 1 << up.index
             q.upstream = up
             q.qid = up.new_id()
@@ -448,7 +449,8 @@ class Fleet:
                 self._attempt_failed(q, timed_out=False)
                 continue
             self._timers.append((now + self.timeout, up.index, q.qid, q.gen))
-            self._ensure_tick()
+        if self._timers:
+            self._ensure_tick()  # (once, for all the timeouts just added)
 
     def _dispatch_soon(self) -> None:
         """Send what waits once the replies at hand are handled: a burst of datagrams.
