@@ -379,6 +379,8 @@ def write_tuples(
     def tables() -> Iterator[pa.Table]:
         for start in range(0, max(len(rows), 1), TUPLE_CHUNK_ROWS):
             chunk = rows[start : start + TUPLE_CHUNK_ROWS]
+            if chunk and set(map(len, chunk)) != {len(schema)}:
+                raise ValueError(f"rows of {len(schema)} values expected in {name}")
             arrays = []
             for i, f in enumerate(schema):
                 # A column at a time (zip(*chunk) to transpose took twice as long: it builds
