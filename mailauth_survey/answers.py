@@ -315,7 +315,7 @@ def valid_qname(name: str) -> bool:
     """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII.
 
     Cached: analysis asks it of the same names in every collection round, and the resolver once
-    more. A dict emptied when full, not an LRU: a quarter of the calls are a name's first, and
+    more. A dict emptied when full, not an LRU: a fifth of the calls are a name's first, and
     an LRU's miss (evicting the oldest) cost more than the check itself.
     """
     found = _VALID_QNAMES.get(name)
