@@ -91,7 +91,6 @@ class Stats:
 
 class _Proto(asyncio.DatagramProtocol):
     def __init__(self, upstream: Upstream) -> None:
-        self.upstream = upstream
         # The upstream's own method, called by the loop for each datagram (no frame between).
         self.datagram_received = upstream.on_datagram  # type: ignore[method-assign]
 
@@ -418,7 +417,6 @@ class Fleet:
             self._token_time = now
         head, tail = self._frame
         stats = self.stats
-        single = self.upstreams[0] if len(self.upstreams) == 1 else None
         while ready and self._inflight_count < self.concurrency:
             if self.qps:
                 if self._tokens < 1.0:
@@ -426,7 +424,7 @@ class Fleet:
                     return
                 self._tokens -= 1.0
             q = ready.popleft()
-            up = single or self._pick(q.tried)
+            up = self._pick(q.tried)
             q.tried |= 1 << up.index
             q.upstream = up
             q.qid = up.new_id()
