@@ -326,8 +326,16 @@ def spool(
 
 def bucket_domains(work: Path, bucket: int) -> list[str]:
     """A bucket's names, duplicates dropped, in hash order (a stable shuffle)."""
-    names = set((work / f"bucket-{bucket:05d}.txt").read_text(encoding="ascii").split())
-    return sorted(names, key=name_hash)
+    return sorted(_bucket_names(work, bucket), key=name_hash)
+
+
+def bucket_size(work: Path, bucket: int) -> int:
+    """How many names :func:`bucket_domains` gives (without hashing each to sort them)."""
+    return len(_bucket_names(work, bucket))
+
+
+def _bucket_names(work: Path, bucket: int) -> set[str]:
+    return set((work / f"bucket-{bucket:05d}.txt").read_text(encoding="ascii").split())
 
 
 # --- the scan -----------------------------------------------------------------------------
@@ -442,7 +450,7 @@ def scan(
         _read, progress.bad_lines = spool(paths, work, buckets, on_error)
         done_parts = store.existing_parts(ddir)
         todo = [b for b in range(buckets) if part_name(b) not in done_parts]
-        progress.total = sum(len(bucket_domains(work, b)) for b in range(buckets))
+        progress.total = sum(bucket_size(work, b) for b in range(buckets))
         for b in range(buckets):
             if part_name(b) in done_parts:
                 progress.skipped += store.num_rows(ddir / part_name(b))
@@ -562,7 +570,12 @@ def _run_buckets(
         return fleet.stats
 
     with _event_loop_runner() as runner:
-        return runner.run(run())
+        stats = runner.run(run())
+    # What the scan leaves (the process's parse and name caches) lives until exit: frozen, the
+    # interpreter's collections at exit do not walk it. They took ~0.5 s after a 100,000-domain
+    # scan, with the other cores idle.
+    gc.freeze()
+    return stats
 
 
 def _claimed(todo: list[int], claims: Any) -> Iterator[int]:
