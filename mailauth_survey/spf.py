@@ -43,6 +43,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from mailauth_survey.answers import (
@@ -534,6 +535,10 @@ class _Budget:
         self.lookups = 0
         self.voids = 0
         self.stack: list[str] = []  # domains whose evaluation is in progress (loop detection)
+        #: Every answer read, in order, while a memo entry is being made (see :data:`_MEMO`).
+        self.reads: list[tuple[str, str, Answer]] | None = None
+        #: A macro was expanded: the outcome may depend on the sender, not the answers alone.
+        self.tainted = False
 
     def count_term(self, term: str) -> None:
         self.lookups += 1
@@ -551,9 +556,15 @@ class _Budget:
                 f"more than {MAX_VOID_LOOKUPS} void lookups ({name} {qtype} is number {self.voids}) {_rfc('4.6.4')}",
             )
 
+    def read(self, name: str, qtype: str) -> Answer:
+        ans = self.dns.get(name, qtype)
+        if self.reads is not None:
+            self.reads.append((name, qtype, ans))
+        return ans
+
     def answer(self, name: str, qtype: str) -> Answer:
         """A definite answer, or stop: MISSING is incomplete, any other failure temperror (4.4, 5)."""
-        ans = self.dns.get(name, qtype)
+        ans = self.read(name, qtype)
         if ans.rcode == MISSING:
             raise _Stop(TEMPERROR, f"{name} {qtype} not collected yet", incomplete=True)
         if ans.failed:
@@ -770,7 +781,7 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
     walker.note_size("", text, strings)
     row = _row(VALID, spf_record=text)
     try:
-        spf_all = walker.walk(name, parse_record(text), "")
+        spf_all = _walk_top(walker, name, text)
         if walker.incomplete is not None:
             raise walker.incomplete
     except _Stop as stop:
@@ -782,27 +793,120 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
     else:
         row["spf_all"] = spf_all
         row["spf_lookups"], row["spf_void_lookups"] = walker.lookups, walker.voids
-        row["spf_pass_any"] = _pass_any(name, dns)
+        row["spf_pass_any"] = _pass_any(name, dns, text)
     row["spf_warnings"] = walker.warnings
     return row
 
 
-def _pass_any(domain: str, dns: AnswerSet) -> bool | None:
+def _pass_any(domain: str, dns: AnswerSet, text: str) -> bool | None:
     """Whether the policy passes a documentation address (v4, then v6 unless v4 passed).
 
-    None while answers are still missing, or when a real temperror leaves it undecided.
+    ``text``: the domain's record. None while answers are still missing, or when a real
+    temperror leaves it undecided.
     """
+    free = _domain_free(parse_record(text))
+    key = ("pass", text)
+    if free:
+        hit = _MEMO.get(key)
+        if hit is not None and _replays(hit[0], domain, dns):
+            return hit[1]
+    reads: list[tuple[str, str, Answer]] | None = [] if free else None
+    tainted = False
     results = []
+    found: bool | None = False
     for ip in PROBE_ADDRESSES:
-        result, _, incomplete = _evaluate(
-            ip, domain, f"postmaster@{domain}", dns, domain, want_exp=False
-        )
-        if incomplete:
+        client = _client_address(ip)
+        assert client is not None  # (documentation addresses)
+        ev = _Evaluator(dns, client, f"postmaster@{domain}", domain)
+        start = len(reads) if reads is not None else 0
+        ev.reads = reads
+        try:
+            result, _ = ev.check(domain, want_exp=False, via=None)
+        except _Stop as stop:
+            result = None if stop.incomplete else stop.result
+        tainted |= ev.tainted
+        if reads is not None and len(reads) > start:
+            del reads[start]  # check()'s first read, the domain's TXT: the key is its record
+        if result is None:
             return None
         if result == PASS:
-            return True
+            found = True
+            break
         results.append(result)
-    return None if TEMPERROR in results else False
+    else:
+        found = None if TEMPERROR in results else False
+    if reads is not None and not tainted and found is not None:
+        _remember(key, reads, found)
+    return found
+
+
+def _walk_top(walker: _Walker, name: str, text: str) -> str:
+    """``walker.walk`` of the domain's record, or its outcome for another domain (:data:`_MEMO`)."""
+    rec = parse_record(text)
+    free = _domain_free(rec)
+    key = ("walk", text)
+    if free:
+        hit = _MEMO.get(key)
+        if hit is not None and _replays(hit[0], name, walker.dns):
+            spf_all, lookups, voids, warnings = hit[1]
+            walker.lookups += lookups
+            walker.voids += voids
+            walker.warnings += warnings
+            return spf_all
+    lookups, voids, warned = walker.lookups, walker.voids, len(walker.warnings)
+    walker.reads = [] if free else None
+    spf_all = walker.walk(name, rec, "")
+    reads, walker.reads = walker.reads, None
+    if reads is not None and walker.incomplete is None:
+        outcome = (
+            spf_all,
+            walker.lookups - lookups,
+            walker.voids - voids,
+            walker.warnings[warned:],
+        )
+        _remember(key, reads, outcome)
+    return spf_all
+
+
+#: Outcomes of a record's evaluation that depend on the answers it read alone, by record text:
+#: (the answers read, in order; the outcome). The big providers' includes recur across
+#: thousands of domains: evaluating them again for each was a tenth of a scan's instructions.
+#: An outcome is reused for another domain with the same record only when that domain's
+#: answers to the same names are the same, read in the same order as the evaluation itself
+#: would read them (the same answers in, the same steps taken, the same names asked next, so
+#: the same misses registered). Kept only for records whose targets are all written out
+#: (:func:`_domain_free`), evaluations that expanded no macro, met no missing answer and ended
+#: without a stop. Not reused for a domain among the names read: its record would loop back to
+#: it (4.6.4).
+_MEMO: dict[tuple[str, str], tuple[tuple[tuple[str, str, Answer], ...], Any]] = {}
+MEMO_SIZE = 4096
+
+
+def _domain_free(rec: SpfRecord) -> bool:
+    """No term of ``rec`` reads the domain it is published at: every target is written out."""
+    if rec.errors:
+        return False
+    for m in rec.mechanisms:
+        if m.name not in ("all", "ip4", "ip6") and (m.macro is None or m.macro.dynamic):
+            return False
+    red = rec.effective_redirect
+    return red is None or (red.macro is not None and not red.macro.dynamic)
+
+
+def _replays(reads: tuple[tuple[str, str, Answer], ...], domain: str, dns: AnswerSet) -> bool:
+    for qname, qtype, ans in reads:
+        if qname == domain:
+            return False
+        got = dns.get(qname, qtype)
+        if got is not ans and got != ans:
+            return False
+    return True
+
+
+def _remember(key: tuple[str, str], reads: list[tuple[str, str, Answer]], outcome: Any) -> None:
+    if len(_MEMO) >= MEMO_SIZE:
+        _MEMO.clear()
+    _MEMO[key] = (tuple(reads), outcome)
 
 
 # --------------------------------------------------------------------------------------------
@@ -999,7 +1103,7 @@ class _Evaluator(_Budget):
         A PTR lookup error gives no names; an address lookup error skips that name.
         """
         rev = self.reverse_name()
-        ans = self.dns.get(rev, "PTR")
+        ans = self.read(rev, "PTR")
         if ans.rcode == MISSING:
             raise _Stop(TEMPERROR, f"{rev} PTR not collected yet", incomplete=True)
         if ans.failed:
@@ -1011,7 +1115,7 @@ class _Evaluator(_Budget):
         for host in names[:MAX_PTR_NAMES]:
             if not valid_qname(host):
                 continue
-            addrs = self.dns.get(host, self.qtype)
+            addrs = self.read(host, self.qtype)
             if addrs.rcode == MISSING:
                 raise _Stop(TEMPERROR, f"{host} {self.qtype} not collected yet", incomplete=True)
             if any(_address_int(r) == (self.version, self.ip) for r in addrs.rdata(self.qtype)):
@@ -1030,6 +1134,7 @@ class _Evaluator(_Budget):
             if isinstance(tok, str):
                 out.append(tok)
                 continue
+            self.tainted = True
             value = _transform(self.macro_value(tok.letter, domain), tok)
             out.append(quote(value, safe="") if tok.url_escape else value)
         return "".join(out)
@@ -1081,7 +1186,7 @@ class _Evaluator(_Budget):
             target = self.target(mod.macro, domain)
             if target is None:
                 return self.default_explanation(domain)
-            ans = self.dns.get(target, "TXT")
+            ans = self.read(target, "TXT")
             texts = ans.txt() if ans.rcode == NOERROR else []
             if len(texts) != 1:
                 return self.default_explanation(domain)
