@@ -537,8 +537,6 @@ class _Budget:
         self.stack: list[str] = []  # domains whose evaluation is in progress (loop detection)
         #: Every answer read, in order, while a memo entry is being made (see :data:`_MEMO`).
         self.reads: list[tuple[str, str, Answer]] | None = None
-        #: A macro was expanded: the outcome may depend on the sender, not the answers alone.
-        self.tainted = False
 
     def count_term(self, term: str) -> None:
         self.lookups += 1
@@ -780,8 +778,10 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
     text, strings = found
     walker.note_size("", text, strings)
     row = _row(VALID, spf_record=text)
+    rec = parse_record(text)
+    shared = _domain_free(rec)
     try:
-        spf_all = _walk_top(walker, name, text)
+        spf_all = _walk_top(walker, name, rec, shared)
         if walker.incomplete is not None:
             raise walker.incomplete
     except _Stop as stop:
@@ -793,41 +793,33 @@ def analyze(domain: str, dns: AnswerSet) -> dict:
     else:
         row["spf_all"] = spf_all
         row["spf_lookups"], row["spf_void_lookups"] = walker.lookups, walker.voids
-        row["spf_pass_any"] = _pass_any(name, dns, text)
+        row["spf_pass_any"] = _pass_any(name, dns, text, shared)
     row["spf_warnings"] = walker.warnings
     return row
 
 
-def _pass_any(domain: str, dns: AnswerSet, text: str) -> bool | None:
+def _pass_any(domain: str, dns: AnswerSet, text: str, shared: bool) -> bool | None:
     """Whether the policy passes a documentation address (v4, then v6 unless v4 passed).
 
-    ``text``: the domain's record. None while answers are still missing, or when a real
-    temperror leaves it undecided.
+    ``text``: the domain's record; ``shared``: it is :func:`_domain_free`. None while answers
+    are still missing, or when a real temperror leaves it undecided.
     """
-    free = _domain_free(parse_record(text))
     key = ("pass", text)
-    if free:
-        hit = _MEMO.get(key)
-        if hit is not None and _replays(hit[0], domain, dns):
-            return hit[1]
-    reads: list[tuple[str, str, Answer]] | None = [] if free else None
+    if shared and (hit := _recall(key, domain, dns)) is not None:
+        return hit
+    reads: list[tuple[str, str, Answer]] | None = [] if shared else None
     tainted = False
     results = []
     found: bool | None = False
     for ip in PROBE_ADDRESSES:
-        client = _client_address(ip)
-        assert client is not None  # (documentation addresses)
-        ev = _Evaluator(dns, client, f"postmaster@{domain}", domain)
         start = len(reads) if reads is not None else 0
-        ev.reads = reads
-        try:
-            result, _ = ev.check(domain, want_exp=False, via=None)
-        except _Stop as stop:
-            result = None if stop.incomplete else stop.result
-        tainted |= ev.tainted
+        result, _, incomplete, macro = _evaluate(
+            ip, domain, f"postmaster@{domain}", dns, domain, want_exp=False, reads=reads
+        )
+        tainted |= macro
         if reads is not None and len(reads) > start:
             del reads[start]  # check()'s first read, the domain's TXT: the key is its record
-        if result is None:
+        if incomplete:
             return None
         if result == PASS:
             found = True
@@ -840,21 +832,20 @@ def _pass_any(domain: str, dns: AnswerSet, text: str) -> bool | None:
     return found
 
 
-def _walk_top(walker: _Walker, name: str, text: str) -> str:
-    """``walker.walk`` of the domain's record, or its outcome for another domain (:data:`_MEMO`)."""
-    rec = parse_record(text)
-    free = _domain_free(rec)
-    key = ("walk", text)
-    if free:
-        hit = _MEMO.get(key)
-        if hit is not None and _replays(hit[0], name, walker.dns):
-            spf_all, lookups, voids, warnings = hit[1]
-            walker.lookups += lookups
-            walker.voids += voids
-            walker.warnings += warnings
-            return spf_all
+def _walk_top(walker: _Walker, name: str, rec: SpfRecord, shared: bool) -> str:
+    """``walker.walk`` of the domain's record, or its outcome for another domain (:data:`_MEMO`).
+
+    ``shared``: ``rec`` is :func:`_domain_free`.
+    """
+    key = ("walk", rec.text)
+    if shared and (hit := _recall(key, name, walker.dns)) is not None:
+        spf_all, lookups, voids, warnings = hit
+        walker.lookups += lookups
+        walker.voids += voids
+        walker.warnings += warnings
+        return spf_all
     lookups, voids, warned = walker.lookups, walker.voids, len(walker.warnings)
-    walker.reads = [] if free else None
+    walker.reads = [] if shared else None
     spf_all = walker.walk(name, rec, "")
     reads, walker.reads = walker.reads, None
     if reads is not None and walker.incomplete is None:
@@ -893,6 +884,12 @@ def _domain_free(rec: SpfRecord) -> bool:
     return red is None or (red.macro is not None and not red.macro.dynamic)
 
 
+def _recall(key: tuple[str, str], domain: str, dns: AnswerSet) -> Any:
+    """The outcome remembered under ``key`` if it holds for ``domain``'s answers, else None."""
+    hit = _MEMO.get(key)
+    return hit[1] if hit is not None and _replays(hit[0], domain, dns) else None
+
+
 def _replays(reads: tuple[tuple[str, str, Answer], ...], domain: str, dns: AnswerSet) -> bool:
     for qname, qtype, ans in reads:
         if qname == domain:
@@ -922,22 +919,31 @@ def check_host(
     On ``fail`` the second item is the domain's explanation (``exp=``, 6.2) when it has one.
     A MISSING answer ends evaluation with ``temperror``; its key is then in ``dns.missing``.
     """
-    result, reason, _ = _evaluate(ip, domain, sender, dns, helo, want_exp=True)
+    result, reason, _, _ = _evaluate(ip, domain, sender, dns, helo, want_exp=True)
     return result, reason
 
 
 def _evaluate(
-    ip: str, domain: str, sender: str, dns: AnswerSet, helo: str | None, *, want_exp: bool
-) -> tuple[str, str, bool]:
+    ip: str,
+    domain: str,
+    sender: str,
+    dns: AnswerSet,
+    helo: str | None,
+    *,
+    want_exp: bool,
+    reads: list[tuple[str, str, Answer]] | None = None,
+) -> tuple[str, str, bool, bool]:
+    """(result, reason, incomplete, a macro was expanded); the answers read go to ``reads``."""
     client = _client_address(ip)
     if client is None:
-        return PERMERROR, f"{ip!r} is not an IP address", False
+        return PERMERROR, f"{ip!r} is not an IP address", False, False
     ev = _Evaluator(dns, client, sender, helo)
+    ev.reads = reads
     try:
         result, reason = ev.check(domain, want_exp=want_exp, via=None)
     except _Stop as stop:
-        return stop.result, "; ".join(stop.reasons), stop.incomplete
-    return result, reason, False
+        return stop.result, "; ".join(stop.reasons), stop.incomplete, ev.tainted
+    return result, reason, False, ev.tainted
 
 
 @lru_cache(maxsize=1024)
@@ -983,6 +989,8 @@ class _Evaluator(_Budget):
         self.local = local or "postmaster"  # 4.3
         self.sender_domain = sender_domain
         self.helo = helo or "unknown"
+        #: A macro was expanded: the outcome may depend on the sender, not the answers alone.
+        self.tainted = False
 
     # -- the function itself ------------------------------------------------------------------
 
