@@ -364,9 +364,6 @@ def _write_parquet(
             writer.write_table(t)
 
 
-_write_table = write_table
-
-
 def write_tuples(
     directory: str | Path | Location, name: str, rows: list[tuple], schema: pa.Schema
 ) -> Location:
