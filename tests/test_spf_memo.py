@@ -256,9 +256,7 @@ def _with_fill(dns: AnswerSet) -> list:
     return asked
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(worlds())
-def test_hypothesis_memo_changes_no_row_and_no_name_asked(world) -> None:
+def _check_world(world: list[tuple[str, AnswerSet]]) -> None:
     """Rows, misses and the names asked of the collector are those of a fresh analysis."""
     with memo():
         for domain, dns in world:
@@ -275,8 +273,27 @@ def test_hypothesis_memo_changes_no_row_and_no_name_asked(world) -> None:
             assert (dns.misses > 0) == (again.misses > 0)
 
 
+_PROPERTY = dict(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(**_PROPERTY)
+@given(worlds())
+def test_hypothesis_memo_changes_no_row_and_no_name_asked(world) -> None:
+    _check_world(world)
+
+
+@settings(**_PROPERTY, derandomize=True, database=None)
+@given(worlds())
+def _check_fixed_worlds(world) -> None:
+    _check_world(world)
+
+
 def test_hypothesis_property_reaches_the_memo(monkeypatch) -> None:
-    """The property above is not vacuous: its worlds reuse outcomes, and refuse some."""
+    """The property above is not vacuous: its worlds reuse outcomes, and refuse some.
+
+    Counted on a fixed run of the same strategy (derandomized, no example database): over
+    random runs the counts vary widely (reuses 61-208, refusals 23-137 in 30 seeds), and a
+    random run once fell under a tighter bound in CI."""
     hits = []
     real = spf._replays
 
@@ -285,5 +302,5 @@ def test_hypothesis_property_reaches_the_memo(monkeypatch) -> None:
         return hits[-1]
 
     monkeypatch.setattr(spf, "_replays", counting)
-    test_hypothesis_memo_changes_no_row_and_no_name_asked()
-    assert hits.count(True) > 50 and hits.count(False) > 50
+    _check_fixed_worlds()
+    assert hits.count(True) >= 20 and hits.count(False) >= 10
