@@ -7,7 +7,7 @@ in the same run on the same machine (the machines are shared and noisy; absolute
 
 What it does (see benchmarks/README.md):
 
-1. generates a synthetic .jp population of N domains (``mailauth_survey.population``) and writes
+1. generates a synthetic .jp population of N domains (``mailauth_survey.synthetic.population``) and writes
    its zone files;
 2. serves them with NSD on a loopback port (``server-count: 1``, rate limiting off) and notes its
    start-up time and memory;
@@ -194,7 +194,7 @@ def _kill(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
 
 def population_dir(workdir: Path, n: int, seed: int) -> Path:
     """The written population of (n, seed) under workdir, generated unless already there."""
-    from mailauth_survey import population
+    from mailauth_survey.synthetic import population
 
     out = workdir / f"population-{n}-{seed}"
     conf = out / "nsd.conf"

@@ -29,7 +29,7 @@ _API = {
     "ScanOptions": "collect",
     "reanalyze": "analysis",
     "analyze_domain": "analysis",
-    "check_host": "spf",
+    "check_host": "policies.spf",
     "Answer": "answers",
     "AnswerSet": "answers",
 }

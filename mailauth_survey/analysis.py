@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import bimi, dane, dkim, dmarc, mta_sts, spf, store, tlsrpt
+from . import store
 from .answers import (
     APEX_QTYPES,
     MISSING,
@@ -31,6 +31,7 @@ from .answers import (
     valid_qname,
 )
 from .domains import category, registrable_domain, to_unicode
+from .policies import bimi, dane, dkim, dmarc, mta_sts, spf, tlsrpt
 from .probes import (
     KIND_POLICY,
     KIND_SMTP,

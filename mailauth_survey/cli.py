@@ -326,10 +326,10 @@ def scan(
     'rank,domain' files. Bad lines are reported with their line numbers and skipped.
     Interrupted? Run the same command again: it continues where it stopped.
     """
-    from .collect import ScanError, ScanOptions
-    from .collect import retry_errors as run_retry
-    from .collect import scan as run_scan
-    from .progress import ScanDisplay
+    from .collect.engine import ScanError, ScanOptions
+    from .collect.engine import retry_errors as run_retry
+    from .collect.engine import scan as run_scan
+    from .display import ScanDisplay
 
     if retry_errors and not snapshot:
         raise click.UsageError("--retry-errors needs --snapshot LABEL")
@@ -405,7 +405,7 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     The first line of output is the result alone: pass, fail, softfail, neutral, none,
     permerror or temperror; the second the reason.
     """
-    from .live import check_host_live
+    from .collect.live import check_host_live
 
     try:
         result, reason = check_host_live(

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import charts, population, report
-from .authserver import ServerThread
-from .collect import Progress, ScanOptions, scan
+from . import charts, report
+from .collect.engine import Progress, ScanOptions, scan
+from .synthetic import population
+from .synthetic.authserver import ServerThread
 
 
 def run_demo(

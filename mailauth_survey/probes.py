@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from . import __version__
 from .answers import normalize_name
-from .mta_sts import mx_matches
+from .policies.mta_sts import mx_matches
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

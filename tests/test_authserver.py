@@ -26,7 +26,13 @@ import dns.rrset
 import dns.zone
 import pytest
 
-from mailauth_survey.authserver import AuthServer, Responder, ServerThread, ZoneError, parse_zone
+from mailauth_survey.synthetic.authserver import (
+    AuthServer,
+    Responder,
+    ServerThread,
+    ZoneError,
+    parse_zone,
+)
 
 DKIM_KEY = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDhwSLZtFiE0x3ZmfJULhnc53px8JABfEysVEcCY77q37405oUrfgros7NtPafeoup6Uct2j5ENLm7wywg3LfTACldd9XjjrM+aA0lhomSYc8RfBAriG7Bq+1xuaCMZwbharXTw7TnEL4FLn0NtsaNFiJSA+XFkIt1s4RyjdF04iQIDAQAB"
 BIG_TXT = " ".join(f'"{"x" * 200}-{i}"' for i in range(4))  # about 820 bytes: over 512, under 1232

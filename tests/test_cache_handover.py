@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from mailauth_survey import collect
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import MISSING, Answer, AnswerSet
-from mailauth_survey.collect import scan_domain
+from mailauth_survey.collect import engine as collect
+from mailauth_survey.collect.engine import scan_domain
 from mailauth_survey.resolver import Fleet
 from tests.nsd import zone
 

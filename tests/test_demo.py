@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mailauth_survey import population
 from mailauth_survey.cli import main
+from mailauth_survey.synthetic import population
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import dkim
 from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.policies import dkim
 
 DOMAIN = "example.jp"
 

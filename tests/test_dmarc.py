@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import dmarc
 from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.policies import dmarc
 
 
 def rr(name: str, *strings: str) -> str:

@@ -15,8 +15,8 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import mta_sts
-from mailauth_survey.mta_sts import (
+from mailauth_survey.policies import mta_sts
+from mailauth_survey.policies.mta_sts import (
     MAX_AGE_LIMIT,
     mx_matches,
     parse_policy,

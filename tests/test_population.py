@@ -14,10 +14,10 @@ import dns.name
 import dns.zone
 import pytest
 
-from mailauth_survey import population
-from mailauth_survey.authserver import CNAME, MX, NXDOMAIN, TXT, Responder
 from mailauth_survey.domains import ATTRIBUTE_TYPES, CATEGORIES, category, registrable_domain
-from mailauth_survey.population import QUARTERS, Population, demo_population, generate
+from mailauth_survey.synthetic import population
+from mailauth_survey.synthetic.authserver import CNAME, MX, NXDOMAIN, TXT, Responder
+from mailauth_survey.synthetic.population import QUARTERS, Population, demo_population, generate
 
 
 @pytest.fixture(scope="module")

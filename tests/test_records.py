@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import bimi, mta_sts, tlsrpt
 from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.policies import bimi, mta_sts, tlsrpt
 
 DOMAIN = "example.jp"
 STATUSES = ("none", "valid", "invalid", "temperror")

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from mailauth_survey import collect, spf, store
+from mailauth_survey import store
 from mailauth_survey.cli import main
-from mailauth_survey.collect import ScanError, ScanOptions, scan
+from mailauth_survey.collect import engine as collect
+from mailauth_survey.collect.engine import ScanError, ScanOptions, scan
+from mailauth_survey.policies import spf
 from tests.conftest import write_list
 from tests.nsd import Nsd, zone
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
-from mailauth_survey.spf import (
+from mailauth_survey.policies.spf import (
     ALL_VALUES,
     RESULTS,
     STATUSES,

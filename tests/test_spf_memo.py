@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import spf
 from mailauth_survey.answers import Answer, AnswerSet
+from mailauth_survey.policies import spf
 from tests.test_spf import a, ans, mx, nx, txt, zone
 
 PROVIDER = "_spf.provider.example"

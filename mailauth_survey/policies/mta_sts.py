@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
+from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 
 COLUMNS = ("mta_sts_status", "mta_sts_id")
 

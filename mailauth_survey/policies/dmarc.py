@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import (
+from ..answers import (
     MISSING,
     Answer,
     AnswerSet,
@@ -42,8 +42,8 @@ from .answers import (
     txt_query,
     valid_qname,
 )
+from ..domains import registrable_domain
 from .dkim import parse_tag_list
-from .domains import registrable_domain
 
 COLUMNS = (
     "dmarc_status", "dmarc_record", "dmarc_source", "dmarc_p", "dmarc_sp", "dmarc_np",

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from . import store
-from .collect import Progress, ScanError, ScanOptions, _add_stats, _run_buckets
-from .resolver import Stats
+from .. import store
+from ..resolver import Stats
+from .engine import Progress, ScanError, ScanOptions, _add_stats, _run_buckets
 
 #: How often Dask may rerun a shard whose worker died before giving up on the scan.
 SHARD_RETRIES = 3

@@ -35,17 +35,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import __version__, store
-from .analysis import (
+from .. import __version__, store
+from ..analysis import (
     MAX_MX_HOSTS,
     DomainProbes,
     analyze_parts,
     domain_row,
     transport_columns,
 )
-from .answers import APEX_QTYPES, Answer, AnswerSet
-from .domains import name_hash, psl_version, read_list, sha256_file
-from .probes import (
+from ..answers import APEX_QTYPES, Answer, AnswerSet
+from ..domains import name_hash, psl_version, read_list, sha256_file
+from ..probes import (
     PROBES_SCHEMA,
     ProbeSettings,
     SmtpProber,
@@ -55,7 +55,7 @@ from .probes import (
     load_exclusions,
     to_row,
 )
-from .resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
+from ..resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).
 MAX_ROUNDS = 30

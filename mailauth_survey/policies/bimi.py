@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
+from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
+from ..domains import registrable_domain
 from .dkim import parse_tag_list
 from .dmarc import check_uri
-from .domains import registrable_domain
 
 COLUMNS = ("bimi_status",)
 SELECTOR = "default"

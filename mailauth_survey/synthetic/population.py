@@ -33,7 +33,7 @@ from pathlib import Path
 
 import idna
 
-from .domains import public_suffix, registrable_domain, to_unicode
+from ..domains import public_suffix, registrable_domain, to_unicode
 
 __all__ = [
     "DEMO_SEED",

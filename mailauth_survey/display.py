@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .collect import Progress as Counters
+from .collect.engine import Progress as Counters
 
 
 class ScanDisplay:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
+from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 from .dmarc import check_uri, split_uri_list
 from .mta_sts import split_fields
 

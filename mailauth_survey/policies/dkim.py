@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import (
+from ..answers import (
     AnswerSet,
     domain_exists,
     normalize_name,

@@ -61,7 +61,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import (
+from ..answers import (
     APEX_QTYPES,
     MISSING,
     NOERROR,

@@ -7,8 +7,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import TypeVar
 
-from .answers import AnswerSet
-from .resolver import Fleet
+from ..answers import AnswerSet
+from ..resolver import Fleet
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ def check_host_live(
     timeout: float = 2.5,
 ) -> tuple[str, str]:
     """RFC 7208 check_host against live DNS; ``sender`` is an address or a bare domain."""
-    from . import spf
+    from ..policies import spf
 
     try:
         ipaddress.ip_address(ip)
