@@ -189,6 +189,35 @@ def chart_command(directory, out, kind, lang, snapshot, metric, denominator, by,
     click.echo(f"wrote {_reporting(run)}", err=True)
 
 
+@main.command("publish")
+@_RESULTS
+@click.option(
+    "--snapshot", metavar="LABEL", help="Snapshot to publish (default: the newest complete one)."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    metavar="FOLDER",
+    type=click.Path(file_okay=False),
+    help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
+)
+@_LANG
+def publish_command(directory, snapshot, out, lang) -> None:
+    """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
+
+    FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
+    a USB stick or as a mail attachment. report.xlsx and every chart as PNG and SVG sit beside it.
+    """
+
+    def run() -> object:
+        from . import publish
+
+        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+
+    click.echo(str(_reporting(run)))
+
+
 # --- collection: scan, reanalyze, spf-check, demo ---
 
 
