@@ -43,9 +43,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import __version__
-from .answers import normalize_name
-from .policies.mta_sts import mx_matches
+from .. import __version__
+from ..answers import normalize_name
+from ..policies.mta_sts import mx_matches
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -106,7 +106,7 @@ def load_exclusions(path: str | Path) -> tuple[frozenset[str], tuple[IPNetwork, 
     excluded anyway). A line that is neither is an error (ValueError naming the line numbers):
     an opt-out list must never be half-read.
     """
-    from .domains import BadName, normalize
+    from ..domains import BadName, normalize
 
     domains: set[str] = set()
     networks: list[IPNetwork] = []
