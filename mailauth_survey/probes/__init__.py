@@ -1,53 +1,7 @@
-"""Transport-security probes (moved from ``probes.py``; split into modules next)."""
+"""Transport-security probes: the MTA-STS policy fetch (HTTPS) and the SMTP STARTTLS probe.
 
-from .smtp import (
-    KIND_POLICY,
-    KIND_SMTP,
-    POLICY_PATH,
-    PROBES_COLUMNS,
-    PROBES_SCHEMA,
-    STARTTLS_COLUMNS,
-    PolicyFetch,
-    ProbeSettings,
-    SmtpProbe,
-    SmtpProber,
-    address_allowed,
-    default_user_agent,
-    dns_failure,
-    domain_excluded,
-    fetch_policy,
-    from_row,
-    leaf_facts,
-    load_exclusions,
-    policy_url,
-    probe_address,
-    probe_smtp,
-    starttls_columns,
-    to_row,
-)
-
-__all__ = [
-    "KIND_POLICY",
-    "KIND_SMTP",
-    "POLICY_PATH",
-    "PROBES_COLUMNS",
-    "PROBES_SCHEMA",
-    "STARTTLS_COLUMNS",
-    "PolicyFetch",
-    "ProbeSettings",
-    "SmtpProbe",
-    "SmtpProber",
-    "address_allowed",
-    "default_user_agent",
-    "dns_failure",
-    "domain_excluded",
-    "fetch_policy",
-    "from_row",
-    "leaf_facts",
-    "load_exclusions",
-    "policy_url",
-    "probe_address",
-    "probe_smtp",
-    "starttls_columns",
-    "to_row",
-]
+``results`` is the pure half (the stored results, the probes table's rows, the verdict
+columns); ``https``, ``smtp``, ``tls`` and ``x509`` are the network half; ``settings`` says what
+the probes may touch. Nothing is imported here, so reading ``results`` never loads the network
+half.
+"""
