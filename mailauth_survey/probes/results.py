@@ -90,10 +90,6 @@ class SmtpProbe:
     duration_ms: float | None = None
 
     @property
-    def handshake(self) -> bool:
-        return self.status == "ok"
-
-    @property
     def cert_ok(self) -> bool:
         """Valid chain, name matching, not expired: what MTA-STS (RFC 8461 4.2) asks."""
         return bool(self.cert_valid and self.cert_name_match and not self.cert_expired)
