@@ -54,7 +54,8 @@ TEXT: dict[str, dict[str, str]] = {
         "title": "Email authentication in .jp",
         "snapshot": "snapshot {label}",
         "subtitle": "{listed} domains listed, {exist} exist. Scanned {start} – {end}.",
-        "incomplete": "This snapshot is incomplete: {done} of {listed} domains were scanned.",
+        "incomplete": "This snapshot's scan did not finish ({note}): its figures cover only the "
+        "domains scanned.",
         "files": "Beside this page",
         "files_tables": "the tables",
         "files_charts": "the charts as PNG and SVG",
@@ -91,9 +92,6 @@ TEXT: dict[str, dict[str, str]] = {
         "transport_none": "Transport security (MTA-STS policies, STARTTLS, DANE, DNSSEC) was not "
         "measured in this snapshot: {why}.",
         "transport_some": "Not measured in this snapshot: {metrics} ({why}).",
-        "why_smtp": "no SMTP probes were made",
-        "why_policy": "no MTA-STS policy was fetched",
-        "why_dnssec": "the resolver validated no answer",
         "measured_of": "{k} of {n} measured",
         "not_measured": "—",
         "methods": "How this was measured",
@@ -130,7 +128,7 @@ TEXT: dict[str, dict[str, str]] = {
         "title": ".jp ドメインの送信ドメイン認証 導入状況",
         "snapshot": "スナップショット {label}",
         "subtitle": "調査対象 {listed} ドメイン（うち存在 {exist} ドメイン）。調査期間 {start}〜{end}。",
-        "incomplete": "このスナップショットは未完了です（{listed} ドメイン中 {done} ドメインを調査済み）。",
+        "incomplete": "このスナップショットの調査は完了していません（{note}）。数値は調査済みのドメインのみのものです。",
         "files": "このページと同じフォルダー",
         "files_tables": "表（Excel 形式）",
         "files_charts": "グラフ（PNG・SVG 形式）",
@@ -164,9 +162,6 @@ TEXT: dict[str, dict[str, str]] = {
         "transport_none": "このスナップショットでは通信経路の暗号化（MTA-STS ポリシー、STARTTLS、DANE、"
         "DNSSEC）を測定していません（{why}）。",
         "transport_some": "このスナップショットで未測定: {metrics}（{why}）。",
-        "why_smtp": "SMTP 調査は実施していません",
-        "why_policy": "MTA-STS ポリシーは取得していません",
-        "why_dnssec": "リゾルバーは DNSSEC 検証済みの応答を返していません",
         "measured_of": "{n} 件中 {k} 件を測定",
         "not_measured": "未測定",
         "methods": "調査方法",
@@ -203,9 +198,10 @@ TEXT: dict[str, dict[str, str]] = {
 
 #: How `diff` decides that a change is beyond the noise, said on the page.
 NOISE_RULE: dict[str, str] = {
-    "en": "A change between snapshots is marked beyond the noise when the two 95% intervals do "
-    "not overlap.",
-    "ja": "スナップショット間の変化は、両者の 95% 信頼区間が重ならないとき「誤差を超える変化」とします。",
+    "en": "A change between snapshots is beyond the noise when a two-sided two-proportion z-test "
+    "(pooled) gives p < 0.05.",
+    "ja": "スナップショット間の変化は、2 つの割合の差の検定（両側 z 検定、プール推定）で p < 0.05 の"
+    "とき「誤差を超える変化」とします。",
 }
 
 STATUS_LABELS: dict[str, dict[str, str]] = {
@@ -324,34 +320,14 @@ class Formats:
 # --- the engine's figures ----------------------------------------------------------------------
 
 
-def _rows(directory: str | Path, label: str, by: str, lang: str) -> list[dict[str, Any]]:
-    """The rows `report --format json` prints for this snapshot and grouping."""
-    table = report.report(directory, label, by=by)
+def rows_of(table: Any, lang: str) -> list[dict[str, Any]]:
+    """The rows `report --format json` prints for an engine table."""
     rows: list[dict[str, Any]] = json.loads(report.render(table, "json", lang))
-    for row in rows:
-        row.setdefault("label", report.group_label(row[by], by, lang))
     return rows
-
-
-def _complete_snapshots(directory: str | Path) -> tuple[list[str], list[str]]:
-    """(complete, incomplete) snapshot labels, oldest first, by their manifests."""
-    complete, incomplete = [], []
-    for label in report.snapshots(directory):
-        manifest = store.read_manifest(directory, label) or {}
-        (complete if manifest.get("complete", True) else incomplete).append(label)
-    return complete, incomplete
 
 
 def _total(rows: Sequence[Mapping[str, Any]], by: str) -> Mapping[str, Any]:
     return next(r for r in rows if r[by] == report.TOTAL)
-
-
-def _beyond_noise(now: Mapping[str, Any], before: Mapping[str, Any], metric: str) -> bool | None:
-    """Whether the change of a share between two snapshots is beyond the noise (None: unknown)."""
-    keys = (f"{metric}_pct_lo", f"{metric}_pct_hi")
-    if any(_missing(row.get(k)) for row in (now, before) for k in keys):
-        return None
-    return bool(now[keys[0]] > before[keys[1]] or now[keys[1]] < before[keys[0]])
 
 
 # --- charts ------------------------------------------------------------------------------------
@@ -418,7 +394,8 @@ class Page:
     """Everything `publish` writes, made in memory before a file is touched."""
 
     html: str
-    xlsx: bytes
+    sheets: dict[str, Any]
+    facts: dict[str, Any]
     charts: list[Chart] = field(default_factory=list)
 
 
@@ -456,125 +433,123 @@ def _table(rows: Sequence[Mapping[str, Any]], by: str, metrics: Sequence[str]) -
     ]
 
 
-def _methods(manifest: Mapping[str, Any], total: Mapping[str, Any], lang: str) -> dict[str, Any]:
-    """The methods section's facts, read from the manifest (and the total row for validation)."""
-    options = manifest.get("options") or {}
-    resolvers = manifest.get("resolvers") or options.get("resolvers") or []
-    counts = manifest.get("status_counts") or {}
-    listed = manifest.get("domains", sum(counts.values()) if counts else None)
-    statuses = [s for s in STATUSES if s in counts] + sorted(set(counts) - set(STATUSES))
-    validated = not _missing(total.get("dnssec"))
+def _methods(facts: Mapping[str, Any], manifest: Mapping[str, Any], lang: str) -> dict[str, Any]:
+    """The methods section: the engine's facts (`report.methods`), and from the manifest the
+    counts by status and the schema version, which the facts do not carry."""
     t = TEXT[lang]
+    counts = manifest.get("status_counts") or {}
+    statuses = [s for s in STATUSES if s in counts] + sorted(set(counts) - set(STATUSES))
+    probes = facts.get("probes") or {}
     return {
-        "label": manifest.get("snapshot"),
-        "start": manifest.get("started_at"),
-        "end": manifest.get("finished_at"),
-        "listed": listed,
+        "start": facts.get("started_at"),
+        "end": facts.get("finished_at"),
+        "listed": facts.get("listed"),
         "statuses": [
             {"status": s, "label": STATUS_LABELS[lang].get(s, s), "count": counts[s]}
             for s in statuses
         ],
-        "resolvers": [str(r) for r in resolvers],
-        "validation": t["m_validated"] if validated else t["m_not_validated"],
+        "resolvers": [str(r) for r in facts.get("resolvers") or []],
+        "validation": t["m_validated"] if facts.get("validated") else t["m_not_validated"],
         "probes": [
-            t["m_policy_on"] if options.get("mta_sts_policy") else t["m_policy_off"],
-            t["m_smtp_on"] if options.get("probe_smtp") else t["m_smtp_off"],
+            t["m_policy_on"] if probes.get("mta_sts_policy") else t["m_policy_off"],
+            t["m_smtp_on"] if probes.get("probe_smtp") else t["m_smtp_off"],
         ],
         "lists": [
-            {"name": Path(str(i.get("path", ""))).name, "sha256": i.get("sha256", "")}
-            for i in manifest.get("inputs") or []
+            {"name": i.get("name") or t["unknown"], "sha256": i.get("sha256") or t["unknown"]}
+            for i in facts.get("lists") or []
         ],
-        "psl": manifest.get("public_suffix_list") or t["unknown"],
-        "scan_version": manifest.get("package_version") or t["unknown"],
+        "psl": facts.get("psl") or t["unknown"],
+        "scan_version": facts.get("package_version") or t["unknown"],
         "schema": manifest.get("schema_version", t["unknown"]),
-        "complete": manifest.get("complete", True),
+        "complete": facts.get("complete", True),
+        "incomplete": facts.get("incomplete") or "",
     }
 
 
-def _transport(total: Mapping[str, Any], methods: Mapping[str, Any], lang: str) -> dict[str, Any]:
-    present = [m for m in TRANSPORT_METRICS if m in total]
-    measured = [m for m in present if not _missing(total.get(m))]
-    missing = [m for m in present if m not in measured]
-    t = TEXT[lang]
-    why = []
-    if any(m in missing for m in ("starttls", "dane")):
-        why.append(t["why_smtp"])
-    if any(m.startswith("mta_sts") for m in missing):
-        why.append(t["why_policy"])
-    if "dnssec" in missing:
-        why.append(t["why_dnssec"])
-    sep = "、" if lang == "ja" else ", "
+def _transport(total: Mapping[str, Any], facts: Mapping[str, Any], lang: str) -> dict[str, Any]:
+    """Which transport metrics were measured (a count in the total row), and why the others not."""
+    measured = [m for m in TRANSPORT_METRICS if not _missing(total.get(m))]
+    missing = [m for m in TRANSPORT_METRICS if m not in measured]
+    why = list(dict.fromkeys(report.unmeasured_reason(m, facts, lang) for m in missing))
+    sep = "、" if lang == "ja" else "; "
     return {
         "measured": measured,
         "missing": missing,
-        "missing_labels": sep.join(report.metric_label(m, lang) for m in missing),
+        "missing_labels": ("、" if lang == "ja" else ", ").join(
+            report.metric_label(m, lang) for m in missing
+        ),
         "why": sep.join(why),
     }
 
 
 def build(directory: str | Path, snapshot: str | None = None, lang: str = "en") -> Page:
-    """The page, the workbook and the charts of one snapshot, in memory."""
+    """The page, the tables and the charts of one snapshot, in memory.
+
+    ``snapshot`` defaults to the newest complete one; the change is since the complete snapshot
+    before it, and the trend is over every complete snapshot (incomplete ones are left out, with
+    the engine's warning naming them).
+    """
     from . import charts
 
     if lang not in report.LANGS:
         raise ReportError(f"unknown language {lang!r}: use ja or en")
-    complete, incomplete = _complete_snapshots(directory)
-    if snapshot is None and not complete:
-        raise ReportError(
-            f"{directory}: no complete snapshot (incomplete: {', '.join(incomplete)})"
-        )
-    label = report.resolve_snapshot(directory, snapshot if snapshot is not None else complete[-1])
-    manifest = store.read_manifest(directory, label) or {"snapshot": label}
-    manifest.setdefault("snapshot", label)
+    label = report.resolve_snapshot(directory, snapshot)
+    order = report.snapshots(directory)
+    incomplete = [s for s in order if not report.is_complete(directory, s)]
+    complete = [s for s in order if s not in incomplete]
+    earlier = [s for s in complete if order.index(s) < order.index(label)]
+    previous = earlier[-1] if earlier else None
+    facts = report.methods(directory, label)
+    manifest = store.read_manifest(directory, label) or {}
     fmt = Formats(lang)
     t = TEXT[lang]
 
-    rows = _rows(directory, label, "category", lang)
+    category_table = report.report(directory, label, lang=lang)
+    provider_table = report.report(directory, label, by=PROVIDER_BY, lang=lang)
+    rows = rows_of(category_table, lang)
+    provider_rows = rows_of(provider_table, lang)
     total = _total(rows, "category")
-    order = report.snapshots(directory)
-    earlier = [s for s in complete if order.index(s) < order.index(label)]
-    previous = earlier[-1] if earlier else None
-    before = _total(_rows(directory, previous, "category", lang), "category") if previous else None
 
+    changes: dict[str, Mapping[str, Any]] = {}
+    if previous is not None:
+        before = report.report(directory, previous, lang=lang)
+        changes = {
+            c["metric"]: c for c in report.changes(before, category_table).to_dict("records")
+        }
     headline = []
     for metric in HEADLINE:
-        item = {
-            "metric": metric,
-            "label": report.metric_label(metric, lang),
-            "pct": total.get(f"{metric}_pct"),
-            "lo": total.get(f"{metric}_pct_lo"),
-            "hi": total.get(f"{metric}_pct_hi"),
-            "delta": None,
-            "beyond": None,
-        }
-        if before is not None and not _missing(item["pct"]):
-            prior = before.get(f"{metric}_pct")
-            if not _missing(prior):
-                item["delta"] = float(item["pct"]) - float(prior)
-                item["beyond"] = _beyond_noise(total, before, metric)
-        headline.append(item)
+        change = changes.get(metric, {})
+        delta = change.get("change_points")
+        headline.append(
+            {
+                "metric": metric,
+                "label": report.metric_label(metric, lang),
+                "pct": total.get(f"{metric}_pct"),
+                "lo": total.get(f"{metric}_pct_lo"),
+                "hi": total.get(f"{metric}_pct_hi"),
+                "delta": None if _missing(delta) else float(delta),
+                "beyond": change.get("beyond_noise"),
+            }
+        )
 
-    provider_rows = _rows(directory, label, PROVIDER_BY, lang)
-    methods = _methods(manifest, total, lang)
     chart_list: list[Chart] = []
-
-    # Trend over every complete snapshot (the chosen one included even if it is not).
-    trend_labels = [s for s in order if s in complete or s == label]
+    sheets = {"category": category_table, PROVIDER_BY: provider_table}
+    trend_labels = [s for s in complete if order.index(s) <= order.index(label)]
     if len(trend_labels) > 1:
-        trend = report.trend(directory, HEADLINE)
-        trend = trend[trend["snapshot"].isin(trend_labels)]
+        trend = report.trend(directory, HEADLINE, lang=lang)
+        trend = trend[trend["snapshot"].isin(trend_labels)].reset_index(drop=True)
+        sheets["trend"] = trend
         for metric in HEADLINE:
-            caption = f"{report.metric_label(metric, lang)}"
-            chart = Chart(f"trend_{metric}", CHART_FILES[f"trend_{metric}"], caption)
+            chart = Chart(
+                f"trend_{metric}", CHART_FILES[f"trend_{metric}"], report.metric_label(metric, lang)
+            )
             chart_list.append(_render_chart(chart, charts.trend_figure(trend, metric, lang)))
-    category_table = report.report(directory, label)
     chart_list.append(
         _render_chart(
             Chart("policy", CHART_FILES["policy"], t["policy"]),
             charts.policy_figure(category_table, label, lang),
         )
     )
-    provider_table = report.report(directory, label, by=PROVIDER_BY)
     chart_list.append(
         _render_chart(
             Chart("providers", CHART_FILES["providers"], t["providers"]),
@@ -582,28 +557,30 @@ def build(directory: str | Path, snapshot: str | None = None, lang: str = "en") 
         )
     )
     by_key = {c.key: c for c in chart_list}
+    transport = _transport(total, facts, lang)
+    transport_rows = _table(rows, "category", transport["measured"])
 
     context = {
         "lang": lang,
         "t": t,
         "label": label,
-        "methods": methods,
+        "facts": facts,
+        "methods": _methods(facts, manifest, lang),
         "exist": total.get("domains"),
         "headline": headline,
         "previous": previous,
         "categories": _table(rows, "category", CATEGORY_METRICS),
-        "category_metrics": [(m, report.metric_label(m, lang)) for m in CATEGORY_METRICS],
+        "category_metrics": _labels(CATEGORY_METRICS, lang),
         "providers": _table(provider_rows, PROVIDER_BY, PROVIDER_METRICS),
-        "provider_metrics": [(m, report.metric_label(m, lang)) for m in PROVIDER_METRICS],
+        "provider_metrics": _labels(PROVIDER_METRICS, lang),
         "policy": _table(rows, "category", ("dmarc_valid", *POLICY_METRICS)),
-        "policy_metrics": [
-            (m, report.metric_label(m, lang)) for m in ("dmarc_valid", *POLICY_METRICS)
-        ],
-        "transport": _transport(total, methods, lang),
-        "transport_rows": _table(rows, "category", TRANSPORT_METRICS),
+        "policy_metrics": _labels(("dmarc_valid", *POLICY_METRICS), lang),
+        "transport": transport,
+        "transport_rows": transport_rows,
+        "transport_metrics": _labels(transport["measured"], lang),
         "trend_charts": [by_key[f"trend_{m}"] for m in HEADLINE if f"trend_{m}" in by_key],
         "trend_labels": trend_labels,
-        "left_out": [s for s in incomplete if s != label],
+        "left_out": [s for s in incomplete if order.index(s) < order.index(label)],
         "policy_chart": by_key["policy"],
         "providers_chart": by_key["providers"],
         "charts": chart_list,
@@ -614,17 +591,14 @@ def build(directory: str | Path, snapshot: str | None = None, lang: str = "en") 
         "noise": NOISE_RULE[lang],
         "version": __version__,
         "small_group": SMALL_GROUP,
+        "sep": "、" if lang == "ja" else ", ",
     }
-    context["transport"]["rows"] = [
-        {**r, "cells": [c for c in r["cells"] if c["metric"] in context["transport"]["measured"]]}
-        for r in context["transport_rows"]
-    ]
-    context["transport"]["metrics"] = [
-        (m, report.metric_label(m, lang)) for m in context["transport"]["measured"]
-    ]
     html = _environment(fmt).get_template("index.html.j2").render(**context)
-    xlsx = _workbook(rows, provider_rows, methods, lang)
-    return Page(html=html, xlsx=xlsx, charts=chart_list)
+    return Page(html=html, sheets=sheets, facts={label: facts}, charts=chart_list)
+
+
+def _labels(metrics: Sequence[str], lang: str) -> list[tuple[str, str]]:
+    return [(m, report.metric_label(m, lang)) for m in metrics]
 
 
 def _environment(fmt: Formats) -> Any:
@@ -642,30 +616,6 @@ def _environment(fmt: Formats) -> Any:
         when=fmt.when,
     )  # fmt: skip
     return env
-
-
-def _workbook(
-    rows: Sequence[Mapping[str, Any]],
-    provider_rows: Sequence[Mapping[str, Any]],
-    methods: Mapping[str, Any],
-    lang: str,
-) -> bytes:
-    """Placeholder until the engine's xlsx export lands: the JSON rows, one sheet per table."""
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "category"
-    for title, table in (("category", rows), (PROVIDER_BY, provider_rows)):
-        if title != "category":
-            sheet = book.create_sheet(title)
-        columns = list(table[0]) if table else []
-        sheet.append(columns)
-        for row in table:
-            sheet.append([row.get(c) for c in columns])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -693,9 +643,9 @@ def publish(
     """
     out = _check_out(out)
     page = build(directory, snapshot, lang)
-    files: dict[str, tuple[str, bytes]] = {
+    files: dict[str, tuple[str, bytes | None]] = {
         "index": ("index.html", page.html.encode("utf-8")),
-        "xlsx": ("report.xlsx", page.xlsx),
+        "xlsx": ("report.xlsx", None),  # written by the engine's workbook writer
     }
     for chart in page.charts:
         files[f"{chart.key}.png"] = (f"{chart.stem}.png", chart.png)
@@ -704,7 +654,9 @@ def publish(
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out, prefix=".publish-") as staging:
             for name, data in files.values():
-                (Path(staging) / name).write_bytes(data)
+                if data is not None:
+                    (Path(staging) / name).write_bytes(data)
+            report.write_workbook(page.sheets, Path(staging) / "report.xlsx", page.facts, lang)
             for name, _ in files.values():  # each file appears whole, never half written
                 os.replace(Path(staging) / name, out / name)
     except OSError as exc:

@@ -5,7 +5,7 @@ load) and a net log. `Render.page_requests` lists every request the *page* start
 log, a URL request whose initiator is the page (``null`` or ``file://``, the opaque origin of a
 file) rather than the browser itself (``not an origin``: update checks and the like, which a
 fresh profile makes whatever it loads). Host names resolve to nothing (``--host-resolver-rules``),
-so even a request the filter missed could not leave the machine.
+IP literals included, so even a request the filter missed could not leave the machine.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
 )
+#: Every host name, IP literals included, resolves to nothing.
+NO_NETWORK = "MAP * ~NOTFOUND"
 
 
 def chromium() -> str:
@@ -84,6 +85,7 @@ def render(
     dump_dom: bool = False,
     window: tuple[int, int] = (1280, 900),
     timeout: float = 120,
+    resolver_rules: str = NO_NETWORK,
 ) -> Render:
     """Load ``page`` (a local file) once in a fresh profile and write what was asked."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,7 @@ def render(
         f"--user-data-dir={profile}",
         f"--window-size={window[0]},{window[1]}",
         f"--log-net-log={netlog}",
+        f"--host-resolver-rules={resolver_rules}",
     ]
     if screenshot is not None:
         args.append(f"--screenshot={screenshot}")
