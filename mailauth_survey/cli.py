@@ -453,7 +453,7 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the demo snapshots and chart.",
+    help="Folder for the demo snapshots, chart and page (site/).",
 )
 @click.option(
     "--lang",
@@ -466,7 +466,8 @@ def demo(out, lang) -> None:
     """Run the whole pipeline offline on a synthetic .jp sample (no network needed).
 
     An embedded DNS server on loopback serves ~2,000 synthetic domains in two quarters
-    (2023Q4, 2024Q2); both are scanned, the report printed and a trend chart written.
+    (2023Q4, 2024Q2); both are scanned, the report printed, a trend chart written and the
+    page of `publish` written to OUT/site/index.html.
     """
     from .demo import run_demo
 
