@@ -10,7 +10,6 @@ not find is the collector's next round of queries.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,38 +27,17 @@ from .answers import (
 from .domains import category, to_unicode
 from .policies import apex, mta_sts
 from .policies.apex import MAX_MX_HOSTS, ask_mx_addresses
-from .probes import (
+from .probes.results import (
     KIND_POLICY,
     KIND_SMTP,
-    STARTTLS_COLUMNS,
+    DomainProbes,
     PolicyFetch,
     SmtpProbe,
     from_row,
-    starttls_columns,
+    transport_columns,
 )
 
 DOMAIN_COLUMNS = store.DOMAIN_COLUMNS
-
-
-@dataclass
-class DomainProbes:
-    """The stored probes a domain's transport-security columns are computed from."""
-
-    policy: PolicyFetch | None = None  # the MTA-STS policy fetch; None: none was made
-    smtp: list[SmtpProbe] | None = None  # its MX hosts' STARTTLS probes; None: not probed
-
-
-def transport_columns(
-    domain: str, row: dict[str, Any], probes: DomainProbes | None
-) -> dict[str, Any]:
-    """MTA-STS policy and STARTTLS columns (pure): null where nothing was probed."""
-    probes = probes or DomainProbes()
-    cols = mta_sts.policy_columns(domain, row["mta_sts_status"], probes.policy, row["mx_hosts"])
-    if probes.smtp is None:
-        cols.update(dict.fromkeys(STARTTLS_COLUMNS))
-    else:
-        cols.update(starttls_columns(row["mx_hosts"], probes.smtp))
-    return cols
 
 
 def identity_columns(domain: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import pytest
 from mailauth_survey import analysis, policies, store
 from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
 from mailauth_survey.policies import apex, dane
-from mailauth_survey.probes import STARTTLS_COLUMNS
+from mailauth_survey.probes.results import STARTTLS_COLUMNS
 
 
 def _world(name: str = "example.jp") -> AnswerSet:

@@ -45,16 +45,10 @@ from ..analysis import (
 )
 from ..answers import APEX_QTYPES, Answer, AnswerSet
 from ..domains import name_hash, psl_version, read_list, sha256_file
-from ..probes import (
-    PROBES_SCHEMA,
-    ProbeSettings,
-    SmtpProber,
-    dns_failure,
-    domain_excluded,
-    fetch_policy,
-    load_exclusions,
-    to_row,
-)
+from ..probes.https import dns_failure, fetch_policy
+from ..probes.results import PROBES_SCHEMA, to_row
+from ..probes.settings import ProbeSettings, domain_excluded, load_exclusions
+from ..probes.smtp import SmtpProber
 from ..resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).

@@ -260,8 +260,9 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``dkim_domainkey`` and ``dkim_selectors`` of ``domain`` (see the module docstring).
 
     Asks ``_domainkey.<domain>`` first; only when it exists are the selectors asked, all at once
-    (they are independent). A failed selector query leaves that selector out: the list is a
-    lower bound either way. ``dkim_selectors`` is None when ``_domainkey`` itself failed.
+    (they are independent). ``dkim_selectors`` is None (unknown) when ``_domainkey`` failed, or
+    when a selector query failed and no key was found: the failed one may hold a key, so an
+    empty list would be a false "no DKIM". With a key found the list stays (a lower bound).
     """
     name = normalize_name(domain)
     if not valid_qname(name):
@@ -279,19 +280,33 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
         return {"dkim_domainkey": "error", "dkim_selectors": None}
     if answer.nxdomain:  # RFC 8020: nothing below exists, so no selector is asked
         return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
-    found = [sel for sel in SELECTORS if selector_has_key(sel, name, dns)]
-    return {"dkim_domainkey": "exists", "dkim_selectors": sorted(found)}
+    found = []
+    unknown = False
+    for sel in SELECTORS:
+        has = selector_key(sel, name, dns)
+        if has:
+            found.append(sel)
+        elif has is None:
+            unknown = True
+    return {
+        "dkim_domainkey": "exists",
+        "dkim_selectors": None if unknown and not found else sorted(found),
+    }
 
 
-def selector_has_key(selector: str, domain: str, dns: AnswerSet) -> bool:
-    """Whether ``<selector>._domainkey.<domain>`` holds a usable key record (any of its TXTs)."""
+def selector_key(selector: str, domain: str, dns: AnswerSet) -> bool | None:
+    """Whether ``<selector>._domainkey.<domain>`` holds a usable key record (any of its TXTs);
+    None when its query failed (SERVFAIL, timeout...) or is not collected yet."""
     qname = f"{selector}._domainkey.{domain}"
     if not valid_qname(qname):
         return False
     answer = dns.get(qname, "TXT")
-    if answer.failed or answer.nxdomain:
+    if answer.failed:
+        return None
+    if answer.nxdomain:
         return False
     return any(_usable(text) for text in answer.txt())
+
 
 
 @text_cache
