@@ -36,7 +36,7 @@ from mailauth_survey.probes.settings import (
     load_exclusions,
 )
 from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
-from mailauth_survey.probes.x509 import leaf_facts
+from mailauth_survey.probes.x509 import read_leaf
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"
@@ -639,13 +639,14 @@ def test_leaf_facts_reads_names_and_expiry():
     after = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     cert = ca.issue_cert("mx1.example.jp", "*.mx.example.jp", "192.0.2.1", not_after=after)
     der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
-    names, not_after = leaf_facts(der)
-    assert names == ["mx1.example.jp", "*.mx.example.jp"]  # the IP SAN is not a DNS name
-    assert not_after == after
-    assert leaf_facts(der[:100]) == ([], None)
+    leaf = read_leaf(der)
+    assert leaf.dns_names == ["mx1.example.jp", "*.mx.example.jp"]  # the IP SAN is not a DNS name
+    assert leaf.not_after == after
+    short = read_leaf(der[:100])
+    assert (short.dns_names, short.not_after) == ([], None)
 
 
 @given(st.binary(max_size=300))
 def test_leaf_facts_never_raises(data):
-    names, not_after = leaf_facts(data)
-    assert isinstance(names, list)
+    leaf = read_leaf(data)
+    assert isinstance(leaf.dns_names, list)
