@@ -189,7 +189,7 @@ async def probe_address(host: str, address: str, settings: ProbeSettings) -> Smt
             probe.tls_cipher = s.tls_cipher
             if verified:
                 probe.cert_valid = True
-            _cert_facts(probe, s.der)
+            record_certificate(probe, s.der)
     except TimeoutError:
         probe.status = "timeout"
         probe.detail = f"no complete dialogue in {settings.timeout} s"
@@ -201,7 +201,7 @@ async def probe_address(host: str, address: str, settings: ProbeSettings) -> Smt
     return probe
 
 
-def _cert_facts(probe: SmtpProbe, der: bytes | None) -> None:
+def record_certificate(probe: SmtpProbe, der: bytes | None) -> None:
     """Record what the leaf certificate says; what cannot be read is a finding, not a crash."""
     if not der:
         probe.cert_error = probe.cert_error or "no certificate"
