@@ -24,8 +24,9 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from . import wire
 from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, valid_qname
@@ -87,6 +88,16 @@ class Stats:
     tcp: int = 0
     cache_hits: int = 0
     by_rcode: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: Stats | Mapping[str, Any]) -> None:
+        """Add ``other``'s counts (another process's, as a Stats or its ``asdict``) to these."""
+        part = asdict(other) if isinstance(other, Stats) else other
+        for key, value in part.items():
+            if key == "by_rcode":
+                for rcode, count in value.items():
+                    self.by_rcode[rcode] = self.by_rcode.get(rcode, 0) + count
+            else:
+                setattr(self, key, getattr(self, key) + value)
 
 
 class _Proto(asyncio.DatagramProtocol):
