@@ -9,7 +9,6 @@ asks and does not find is the collector's next round of queries.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -32,14 +31,14 @@ from .answers import (
 )
 from .domains import category, registrable_domain, to_unicode
 from .policies import bimi, dane, dkim, dmarc, mta_sts, spf, tlsrpt
-from .probes import (
+from .probes.results import (
     KIND_POLICY,
     KIND_SMTP,
-    STARTTLS_COLUMNS,
+    DomainProbes,
     PolicyFetch,
     SmtpProbe,
     from_row,
-    starttls_columns,
+    transport_columns,
 )
 
 DOMAIN_COLUMNS = store.DOMAIN_COLUMNS
@@ -146,27 +145,6 @@ def dns_provider(ns_hosts: list[str]) -> str | None:
 def _provider_of(ns_hosts: tuple[str, ...]) -> str | None:
     """:func:`dns_provider`, cached: a DNS host's name server set is shared by its customers."""
     return dns_provider(list(ns_hosts))
-
-
-@dataclass
-class DomainProbes:
-    """The stored probes a domain's transport-security columns are computed from."""
-
-    policy: PolicyFetch | None = None  # the MTA-STS policy fetch; None: none was made
-    smtp: list[SmtpProbe] | None = None  # its MX hosts' STARTTLS probes; None: not probed
-
-
-def transport_columns(
-    domain: str, row: dict[str, Any], probes: DomainProbes | None
-) -> dict[str, Any]:
-    """MTA-STS policy and STARTTLS columns (pure): null where nothing was probed."""
-    probes = probes or DomainProbes()
-    cols = mta_sts.policy_columns(domain, row["mta_sts_status"], probes.policy, row["mx_hosts"])
-    if probes.smtp is None:
-        cols.update(dict.fromkeys(STARTTLS_COLUMNS))
-    else:
-        cols.update(starttls_columns(row["mx_hosts"], probes.smtp))
-    return cols
 
 
 def identity_columns(domain: str) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from typing import Any
 from .. import store
 from ..analysis import reanalyze
 from ..domains import sha256_file
-from ..probes import PROBES_SCHEMA, load_exclusions
+from ..probes.results import PROBES_SCHEMA
+from ..probes.settings import load_exclusions
 from ..resolver import Fleet, NoResolverAnswering, Stats, system_resolvers
 from . import manifest as manifests
 from . import spool as spooling

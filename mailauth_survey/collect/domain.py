@@ -26,23 +26,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import store
-from ..analysis import (
-    MAX_MX_HOSTS,
-    DomainProbes,
-    analyze_parts,
-    domain_row,
-    transport_columns,
-)
+from ..analysis import MAX_MX_HOSTS, analyze_parts, domain_row
 from ..answers import APEX_QTYPES, Answer, AnswerSet
-from ..probes import (
-    ProbeSettings,
-    SmtpProber,
-    dns_failure,
-    domain_excluded,
-    fetch_policy,
-    load_exclusions,
-    to_row,
-)
+from ..probes.https import dns_failure, fetch_policy
+from ..probes.results import DomainProbes, to_row, transport_columns
+from ..probes.settings import ProbeSettings, domain_excluded, load_exclusions
+from ..probes.smtp import SmtpProber
 from ..resolver import Fleet, Lookup
 from .options import ScanOptions
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from .. import store
-from ..probes import PROBES_SCHEMA
+from ..probes.results import PROBES_SCHEMA
 from ..resolver import Fleet, NoResolverAnswering, Stats
 from .domain import Probing, Record, scan_domain
 from .options import ScanCounters, ScanError, ScanOptions

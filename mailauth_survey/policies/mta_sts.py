@@ -130,9 +130,9 @@ def lookup(domain: str, dns: AnswerSet) -> tuple[str, StsRecord | None]:
 
 # --- The HTTPS policy (RFC 8461 3.2, 3.3, 4.1) ----------------------------------------------------
 #
-# Pure functions over a stored :class:`~mailauth_survey.probes.PolicyFetch`; the fetch itself is
-# in ``probes``. ``policy_columns`` is what the domains table gets; ``reanalyze`` can rebuild it
-# from the probes table with no network.
+# Pure functions over a stored :class:`~mailauth_survey.probes.results.PolicyFetch`; the fetch
+# itself is in ``probes.https``. ``policy_columns`` is what the domains table gets; ``reanalyze``
+# can rebuild it from the probes table with no network.
 
 POLICY_COLUMNS = ("mta_sts_policy_status", "mta_sts_mode", "mta_sts_max_age", "mta_sts_mx_match")
 
