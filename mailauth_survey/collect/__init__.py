@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import store
 from ..analysis import reanalyze
-from ..domains import sha256_file
+from ..domains import lists_table, sha256_file
 from ..probes.results import PROBES_SCHEMA
 from ..probes.settings import load_exclusions
 from ..resolver import Fleet, NoResolverAnswering, Stats, system_resolvers
@@ -106,9 +106,9 @@ def scan(
                 f"snapshot {label} in {shown} was started with other lists; use --force to start over"
             )
         previous = None
-        for d in (ddir, rdir, store.probes_dir(out, label)):
+        for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
             d.rmtree()
-    for d in (ddir, rdir, store.probes_dir(out, label)):
+    for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
         store.remove_temporaries(d)  # writes cut short by a crash
     buckets = previous["buckets"] if previous else spooling.bucket_count(paths)
     started = previous["started_at"] if previous else manifests.now()
@@ -124,6 +124,7 @@ def scan(
         if options.workers > 1 and not options.cluster:
             pool = Workers(work, ddir, rdir, options)
         _read, progress.bad_lines = spooling.spool(paths, work, buckets, on_error)
+        store.write_table(store.lists_dir(out, label), spooling.part_name(0), lists_table(paths))
         done_parts = store.existing_parts(ddir)
         todo = [b for b in range(buckets) if spooling.part_name(b) not in done_parts]
         progress.total = sum(spooling.bucket_size(work, b) for b in range(buckets))

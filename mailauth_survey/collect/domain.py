@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import store
-from ..analysis import MAX_MX_HOSTS, analyze_parts, domain_row
+from ..analysis import analyze_parts, domain_row
 from ..answers import APEX_QTYPES, Answer, AnswerSet
+from ..policies.apex import MAX_MX_HOSTS
 from ..probes.https import dns_failure, fetch_policy
 from ..probes.results import DomainProbes, to_row, transport_columns
 from ..probes.settings import ProbeSettings, domain_excluded, load_exclusions
