@@ -216,12 +216,24 @@ def test_bimi_4_3_2_other_image_formats_are_an_error():
     assert bimi.parse_record("v=BIMI1; l=https://example.jp/logo.svgz").valid
 
 
-def test_bimi_4_3_1_declination_record_is_reported_as_none():
-    """The explicit refusal to participate is a record, but not adoption."""
-    for text in ("v=BIMI1; l=; a=;", "v=BIMI1; l=", "v=BIMI1; l=; a=; lps=true"):
+def test_bimi_4_3_1_declination_is_declined_not_none():
+    """Draft 4.3.1: l= and a= both empty (a= absent counts as empty, 4.3) is "an explicit
+    refusal to participate in BIMI ... distinct from not publishing a BIMI record": SPEC.md's
+    ``declined``, never ``none``."""
+    for text in ("v=BIMI1; l=; a=;", "v=BIMI1; l=", "v=BIMI1; l=;", "v=BIMI1; l=; a=; lps=true"):
         rec = bimi.parse_record(text)
-        assert rec.valid and rec.declined and rec.status == "none", text
-    assert bimi.analyze(DOMAIN, zone(txt(BIMI, "v=BIMI1; l=; a=;"))) == {"bimi_status": "none"}
+        assert rec.valid and rec.declined and rec.status == "declined", text
+    assert bimi.analyze(DOMAIN, zone(txt(BIMI, "v=BIMI1; l=;"))) == {"bimi_status": "declined"}
+
+
+def test_bimi_4_3_tag_names_are_case_insensitive_values_exact():
+    """Draft 4.3's ABNF writes tag names as quoted strings ("v", "l", "a"), case-insensitive by
+    RFC 5234 2.3; the version value must "match precisely" (4.3) and is not repaired."""
+    rec = bimi.parse_record(f"V=BIMI1; L={LOGO}; A={VMC}")
+    assert rec.is_bimi and rec.valid and rec.location == LOGO and rec.evidence == VMC
+    assert bimi.analyze(DOMAIN, zone(txt(BIMI, f"V=BIMI1; L={LOGO}"))) == {"bimi_status": "valid"}
+    assert not bimi.parse_record(f"v=Bimi1; l={LOGO}").is_bimi
+    assert not bimi.parse_record(f"v=BIMI1; l={LOGO}; L={LOGO}").valid  # one tag given twice
 
 
 def test_bimi_4_3_evidence_without_location_is_valid():
@@ -253,9 +265,12 @@ def test_bimi_7_2_falls_back_to_the_organizational_domain():
 
 
 def test_bimi_4_3_1_declination_at_the_subdomain_stops_the_fallback():
+    """Draft 4.3.1: a declination lets a subdomain decline "when its organizational domain has
+    default Indicators available"; 7.2 reads the organizational record only when the domain's
+    own holds no BIMI record, so nothing more is asked."""
     sub = "news.example.jp"
     dns = zone(txt(f"default._bimi.{sub}", "v=BIMI1; l=; a=;"), domain=sub)
-    assert bimi.analyze(sub, dns) == {"bimi_status": "none"} and dns.missing == set()
+    assert bimi.analyze(sub, dns) == {"bimi_status": "declined"} and dns.missing == set()
 
 
 def test_bimi_timeout_and_nonexistent_domain():
