@@ -34,8 +34,9 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from . import wire
 from .answers import (
@@ -115,6 +116,16 @@ class Stats:
     late_replies: int = 0  # replies to an attempt after a later one was sent: kept, not lost
     servfail_retries: int = 0
     by_rcode: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: Stats | Mapping[str, Any]) -> None:
+        """Add ``other``'s counts (another process's, as a Stats or its ``asdict``) to these."""
+        part = asdict(other) if isinstance(other, Stats) else other
+        for key, value in part.items():
+            if key == "by_rcode":
+                for rcode, count in value.items():
+                    self.by_rcode[rcode] = self.by_rcode.get(rcode, 0) + count
+            else:
+                setattr(self, key, getattr(self, key) + value)
 
 
 class _Proto(asyncio.DatagramProtocol):

@@ -130,7 +130,7 @@ async def test_cache_only_for_shared_names_and_only_definite_answers(fake) -> No
 
 
 def test_scan_against_junk_only_resolver_ends_timeout_with_junk_counted(tmp_path, fake) -> None:
-    from mailauth_survey.collect.engine import ScanOptions, scan
+    from mailauth_survey.collect import ScanOptions, scan
     from tests.conftest import write_list
 
     server = fake("junk-only")
