@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailauth_survey.collect.engine import scan_domains
+from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.resolver import RTO_FLOOR, Fleet, Upstream
 from tests.nsd import zone
 
