@@ -12,8 +12,7 @@ A selector counts only when its key record is usable: a revoked key (empty ``p=`
 unknown ``k=``, undecodable key, RSA under 1024 bits per RFC 8301 3.2, ``s=`` without email) is
 no key either. Findings for each record are available from :func:`parse_key_record`.
 
-This module also holds :func:`parse_tag_list`, the RFC 6376 3.2 tag-value syntax that DMARC and
-BIMI records reuse.
+The RFC 6376 3.2 tag-value syntax, which DMARC and BIMI records reuse, is in :mod:`._syntax`.
 """
 
 from __future__ import annotations
@@ -32,67 +31,13 @@ from ..answers import (
     txt_query,
     valid_qname,
 )
+from ._syntax import WSP as _WSP
+from ._syntax import TagList, parse_tag_list
 
 #: The selectors probed on every domain (common defaults of hosting panels and providers).
 SELECTORS = ("default", "selector1", "selector2", "google", "k1", "k2", "s1", "s2", "dkim", "mail")
 
 COLUMNS = ("dkim_domainkey", "dkim_selectors")
-
-# --- RFC 6376 3.2 tag-value lists --------------------------------------------------------------
-
-_WSP = " \t\r\n"
-_TAG_SPEC = re.compile(
-    r"[ \t\r\n]*([A-Za-z][A-Za-z0-9_]*)[ \t\r\n]*=[ \t\r\n]*(.*?)[ \t\r\n]*", re.S
-)
-# tag-value: VALCHARs (%x21-3A / %x3C-7E) separated by white space.
-_TAG_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e \t\r\n]*")
-
-
-@dataclass
-class TagList:
-    """A parsed tag-list: tags in published order, and what could not be read.
-
-    ``errors`` are tag-specs that were skipped (malformed, bad characters); ``duplicates`` are
-    tag names seen more than once, which RFC 6376 3.2 says make the whole list invalid.
-    """
-
-    tags: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.tags)
-
-
-def parse_tag_list(text: str) -> TagList:
-    """Split ``tag=value; ...`` per RFC 6376 3.2; never raises.
-
-    Tag names are case-sensitive (RFC 6376 3.2). The first value of a duplicated tag is kept so
-    a caller that chooses to go on has something sensible. A trailing ``;`` is allowed.
-    """
-    out = TagList()
-    specs = text.split(";")
-    for i, spec in enumerate(specs):
-        if not spec.strip(_WSP):
-            if i != len(specs) - 1:
-                out.errors.append("empty tag-spec between ';' separators")
-            continue
-        m = _TAG_SPEC.fullmatch(spec)
-        if not m:
-            out.errors.append(f"malformed tag-spec {spec.strip(_WSP)[:60]!r} (expected name=value)")
-            continue
-        name, value = m.group(1), m.group(2)
-        if not _TAG_VALUE.fullmatch(value):
-            out.errors.append(f"tag {name!r} has characters outside printable ASCII")
-            continue
-        if name in out.tags:
-            if name not in out.duplicates:
-                out.duplicates.append(name)
-            continue
-        out.tags[name] = value
-    return out
-
 
 # --- key records ------------------------------------------------------------------------------
 
@@ -361,7 +306,6 @@ def selector_key(selector: str, domain: str, dns: AnswerSet) -> bool | None:
     if answer.nxdomain:
         return False
     return any(_usable(text) for text in answer.txt())
-
 
 
 @text_cache
