@@ -20,6 +20,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,8 +488,17 @@ def build(directory: str | Path, snapshot: str | None = None, lang: str = "en") 
 
     ``snapshot`` defaults to the newest complete one; the change is since the complete snapshot
     before it, and the trend is over every complete snapshot (incomplete ones are left out, with
-    the engine's warning naming them).
+    the engine's warning naming them, once: the engine is asked several times).
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = _build(directory, snapshot, lang)
+    for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+        warnings.warn(message, category, stacklevel=2)
+    return page
+
+
+def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
     from . import charts
 
     if lang not in report.LANGS:
