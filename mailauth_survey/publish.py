@@ -84,6 +84,9 @@ TEXT: dict[str, dict[str, str]] = {
         "is followed by its 95% interval.",
         "small": "† fewer than {small} domains: a small group, read its shares with their interval.",
         "trend": "Over time",
+        "trend_caption": "{metric} over time, by category",
+        "policy_caption": "DMARC policy by category",
+        "providers_caption": "{metric} by MX provider",
         "trend_note": "Every complete snapshot: {labels}.",
         "trend_left_out": "Left out as incomplete: {labels}.",
         "trend_single": "Only one complete snapshot ({label}): there is no trend to draw yet.",
@@ -160,6 +163,9 @@ TEXT: dict[str, dict[str, str]] = {
         "n_note": "ドメイン数は存在するドメインの数（その行のすべての割合の分母）。割合の下は 95% 信頼区間。",
         "small": "† {small} ドメイン未満の小さなグループ。割合は信頼区間とあわせてお読みください。",
         "trend": "推移",
+        "trend_caption": "{metric}の推移（種別ごと）",
+        "policy_caption": "種別ごとの DMARC ポリシー",
+        "providers_caption": "MX 事業者ごとの{metric}",
         "trend_note": "完全なスナップショットすべて: {labels}。",
         "trend_left_out": "未完了のため除外: {labels}。",
         "trend_single": "完全なスナップショットが 1 つ（{label}）しかないため、推移はまだ示せません。",
@@ -560,19 +566,22 @@ def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
         trend = trend[trend["snapshot"].isin(trend_labels)].reset_index(drop=True)
         sheets["trend"] = trend
         for metric in HEADLINE:
-            chart = Chart(
-                f"trend_{metric}", CHART_FILES[f"trend_{metric}"], report.metric_label(metric, lang)
-            )
+            caption = t["trend_caption"].format(metric=report.metric_label(metric, lang))
+            chart = Chart(f"trend_{metric}", CHART_FILES[f"trend_{metric}"], caption)
             chart_list.append(_render_chart(chart, charts.trend_figure(trend, metric, lang)))
     chart_list.append(
         _render_chart(
-            Chart("policy", CHART_FILES["policy"], t["policy"]),
+            Chart("policy", CHART_FILES["policy"], t["policy_caption"]),
             charts.policy_figure(category_table, label, lang),
         )
     )
     chart_list.append(
         _render_chart(
-            Chart("providers", CHART_FILES["providers"], t["providers"]),
+            Chart(
+                "providers",
+                CHART_FILES["providers"],
+                t["providers_caption"].format(metric=report.metric_label("dmarc_valid", lang)),
+            ),
             charts.providers_figure(provider_table, label, "dmarc_valid", lang),
         )
     )
