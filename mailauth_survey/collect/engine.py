@@ -44,17 +44,11 @@ from ..analysis import (
     transport_columns,
 )
 from ..answers import APEX_QTYPES, Answer, AnswerSet
-from ..domains import name_hash, psl_version, read_list, sha256_file
-from ..probes import (
-    PROBES_SCHEMA,
-    ProbeSettings,
-    SmtpProber,
-    dns_failure,
-    domain_excluded,
-    fetch_policy,
-    load_exclusions,
-    to_row,
-)
+from ..domains import lists_table, name_hash, psl_version, read_list, sha256_file
+from ..probes.https import dns_failure, fetch_policy
+from ..probes.results import PROBES_SCHEMA, to_row
+from ..probes.settings import ProbeSettings, domain_excluded, load_exclusions
+from ..probes.smtp import SmtpProber
 from ..resolver import Fleet, Lookup, NoResolverAnswering, Stats, system_resolvers
 
 #: Bounds on what one domain's zone can make the scanner do (hostile zones).
@@ -415,9 +409,9 @@ def scan(
                 f"snapshot {label} in {shown} was started with other lists; use --force to start over"
             )
         previous = None
-        for d in (ddir, rdir, store.probes_dir(out, label)):
+        for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
             d.rmtree()
-    for d in (ddir, rdir, store.probes_dir(out, label)):
+    for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
         store.remove_temporaries(d)  # writes cut short by a crash
     buckets = previous["buckets"] if previous else bucket_count(paths)
     started = (
@@ -448,6 +442,7 @@ def scan(
         if options.workers > 1 and not options.cluster:
             workers = _Workers(work, ddir, rdir, options)
         _read, progress.bad_lines = spool(paths, work, buckets, on_error)
+        store.write_table(store.lists_dir(out, label), part_name(0), lists_table(paths))
         done_parts = store.existing_parts(ddir)
         todo = [b for b in range(buckets) if part_name(b) not in done_parts]
         progress.total = sum(bucket_size(work, b) for b in range(buckets))

@@ -22,8 +22,7 @@ from typing import Any
 
 from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 from ..domains import registrable_domain
-from .dkim import parse_tag_list
-from .dmarc import check_uri
+from ._syntax import check_uri, parse_tag_list
 
 COLUMNS = ("bimi_status",)
 SELECTOR = "default"

@@ -43,7 +43,7 @@ from ..answers import (
     valid_qname,
 )
 from ..domains import registrable_domain
-from .dkim import parse_tag_list
+from ._syntax import check_uri, parse_tag_list, split_uri_list
 
 COLUMNS = (
     "dmarc_status", "dmarc_record", "dmarc_source", "dmarc_p", "dmarc_sp", "dmarc_np",
@@ -61,62 +61,11 @@ MAX_LABELS = 8
 _VERSION = re.compile(r"[ \t]*v[ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
 _LOOKS_LIKE = re.compile(r"\s*v\s*=\s*dmarc", re.I)
 _SIZE_SUFFIX = re.compile(r"!([0-9]+)([kmgt]?)$", re.I)
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(.*)", re.S)
-_URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_PORT = re.compile(r":[0-9]*$")
-_PATH_START = re.compile(r"[/?#]")
 _FO_VALUES = frozenset("01ds")
 _KNOWN_TAGS = frozenset(
     ["v", "p", "sp", "np", "psd", "t", "adkim", "aspf", "fo", "rua", "ruf", "pct", "rf", "ri"]
 )
 _REMOVED_TAGS = ("pct", "rf", "ri")
-
-
-# --- report URIs (shared with tlsrpt and bimi) -----------------------------------------------
-
-
-def valid_hostname(host: str) -> bool:
-    """An LDH host name of two or more labels (RFC 5321 4.1.2 Domain), trailing dot allowed."""
-    host = host[:-1] if host.endswith(".") else host
-    labels = host.split(".")
-    return len(labels) > 1 and len(host) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
-
-
-def check_uri(uri: str) -> tuple[str | None, str | None]:
-    """(problem, destination host) of a URI; problem is None when the URI is well formed.
-
-    Generic RFC 3986 syntax for any scheme; ``mailto:`` needs ``local@host`` and ``http(s):``
-    an authority with a host name. The host is lower case, without trailing dot, and known only
-    for those schemes.
-    """
-    m = _SCHEME.fullmatch(uri)
-    if not m:
-        return "is not a URI (RFC 3986 3: no scheme)", None
-    scheme, rest = m.group(1).lower(), m.group(2)
-    if not rest:
-        return "is empty after its scheme", None
-    if not _URI_CHARS.fullmatch(rest):
-        return "has characters not allowed in a URI (RFC 3986 2)", None
-    if scheme == "mailto":
-        local, at, host = rest.split("?", 1)[0].rpartition("@")
-        if not at or not local or not valid_hostname(host):
-            return "is not mailto:local@host (RFC 6068 2)", None
-        return None, normalize_name(host)
-    if scheme in ("http", "https"):
-        if not rest.startswith("//"):
-            return f"has no authority after {scheme}: (RFC 3986 3.2)", None
-        authority = _PATH_START.split(rest[2:], maxsplit=1)[0]
-        host = _PORT.sub("", authority.rpartition("@")[2])
-        if not valid_hostname(host):
-            return f"has no valid host name in {authority!r} (RFC 3986 3.2.2)", None
-        return None, normalize_name(host)
-    return None, None
-
-
-def split_uri_list(value: str) -> list[str]:
-    """Comma-separated URIs with optional white space around the commas."""
-    return [u.strip(" \t") for u in value.split(",")]
 
 
 # --- the record -------------------------------------------------------------------------------

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
-from .dmarc import check_uri, split_uri_list
-from .mta_sts import split_fields
+from ._syntax import EXTENSION, check_uri, split_fields, split_uri_list
 
 COLUMNS = ("tlsrpt_status", "tlsrpt_rua")
 
 _VERSION = re.compile(r"v=TLSRPTv1[ \t]*;")
-_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}=[\x21-\x3a\x3c\x3e-\x7e]+")
 _SCHEMES = ("mailto:", "https:")
 
 
@@ -63,7 +61,7 @@ def parse_record(text: str) -> TlsRptRecord:
                 continue
             seen_rua = True
             _read_rua(rec, f[4:])
-        elif _EXTENSION.fullmatch(f):
+        elif EXTENSION.fullmatch(f):
             name, value = f.split("=", 1)
             rec.extensions.setdefault(name, value)
             rec.warnings.append(f"RFC 8460 3: extension field {name!r} ignored")
