@@ -65,40 +65,22 @@ import pyarrow.dataset as ds
 
 from . import store
 from .domains import CATEGORIES
+from .metrics import (
+    DEFAULT_TOP,
+    ERROR_METRICS,
+    GROUPINGS,
+    METRICS,
+    PARTIAL_METRICS,
+    PROVIDER_GROUPINGS,
+)
 
 # --- metrics -----------------------------------------------------------------------------------
-
-#: Every metric, in SPEC.md order (report columns, JSON keys, table rows).
-METRICS: tuple[str, ...] = (
-    "domains", "has_mx", "null_mx",
-    "spf_valid", "spf_permerror",
-    "spf_all_fail", "spf_all_softfail", "spf_all_neutral", "spf_all_pass", "spf_all_none",
-    "dmarc_valid", "dmarc_invalid",
-    "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing", "dmarc_rua",
-    "dkim_domainkey", "dkim_selector",
-    "mta_sts", "tlsrpt", "bimi",
-    "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec",
-    "nxdomain", "servfail", "timeout", "refused", "error",
-)  # fmt: skip
-
-#: Metrics that count a final status; their percentages are of all listed domains.
-ERROR_METRICS: tuple[str, ...] = ("nxdomain", "servfail", "timeout", "refused", "error")
-
-#: Metrics whose input can be missing for some domains (a probe not run, a resolver that does not
-#: validate): they carry ``<metric>_measured`` and are null for a group where none was measured.
-PARTIAL_METRICS: tuple[str, ...] = (
-    "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec",
-)  # fmt: skip
 
 #: The adoption metrics a domain can gain or lose between snapshots (`diff`).
 ADOPTION_METRICS: tuple[str, ...] = tuple(
     m for m in METRICS if m != "domains" and m not in ERROR_METRICS
 )
 
-GROUPINGS: tuple[str, ...] = ("category", "mx_provider", "dns_provider")
-PROVIDER_GROUPINGS: tuple[str, ...] = ("mx_provider", "dns_provider")
-#: Providers shown by name at most (report and chart alike).
-DEFAULT_TOP = 15
 #: Groups of fewer domains than this are marked (†) in tables and drawn hollow in charts.
 SMALL_GROUP = 30
 #: The 97.5% point of the standard normal distribution (95% two-sided).
@@ -595,6 +577,8 @@ def wilson(num: np.ndarray, den: np.ndarray, z: float = Z95) -> tuple[np.ndarray
         half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
         lo = np.clip(centre - half, 0.0, 1.0) * 100
         hi = np.clip(centre + half, 0.0, 1.0) * 100
+    lo = np.where(k == 0, 0.0, lo)  # exact ends (no rounding residue at 0 of n, n of n)
+    hi = np.where(k == n, 100.0, hi)
     bad = ~(n > 0) | np.isnan(k)
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
@@ -788,9 +772,11 @@ def trend(
 ) -> pd.DataFrame:
     """The adoption table of every complete snapshot, oldest first (the ``snapshot`` column).
 
-    One snapshot is in memory at a time. ``metrics`` limits the metric columns (all by default).
+    One snapshot is in memory at a time. ``metrics`` limits the metric columns (all by default;
+    ``domains``, the n of every share, is always there).
     """
     chosen = check_metrics(metrics)
+    chosen = ["domains", *(m for m in chosen if m != "domains")]  # n of every share
     keys = grouping_keys(by)
     frames, facts = [], {}
     for label in complete_snapshots(directory, include_incomplete):
@@ -804,38 +790,38 @@ def trend(
 
 # --- diff --------------------------------------------------------------------------------------
 
-#: States of a domain in the DMARC policy transition matrix, weakest first.
-DMARC_STATES: tuple[str, ...] = ("absent", "invalid", "none", "quarantine", "reject", "unknown")
-#: States of a domain in the SPF ``all`` transition matrix (``none``: valid, no ``all``).
+#: States of a domain in the DMARC policy transition matrix, weakest first; ``nxdomain``: the
+#: domain does not exist; ``unknown``: the domain or its DMARC query ended in an error.
+DMARC_STATES: tuple[str, ...] = (
+    "absent", "invalid", "none", "quarantine", "reject", "nxdomain", "unknown",
+)  # fmt: skip
+#: States of a domain in the SPF ``all`` transition matrix (``no all``: valid, without ``all``).
 SPF_STATES: tuple[str, ...] = (
-    "absent",
-    "permerror",
-    "+all",
-    "none",
-    "?all",
-    "~all",
-    "-all",
-    "unknown",
-)
+    "absent", "permerror", "+all", "no all", "?all", "~all", "-all", "nxdomain", "unknown",
+)  # fmt: skip
+#: Two-sided level of the noise test of `diff`.
+ALPHA = 0.05
 
 
 def _state_codes(
     df: pd.DataFrame,
     status_column: str,
     value_column: str,
-    values: Sequence[str],
+    values: Mapping[str, str],
     states: Sequence[str],
     missing: str,
 ) -> np.ndarray:
-    """Each domain's state as an index into ``states``; ``values`` map to the states of the same
-    name (a valid record with another value or none is ``missing``), and an error (the domain's or
-    the record's) is ``unknown``."""
+    """Each domain's state as an index into ``states``; ``values`` map record values to states
+    (a valid record with another value or none is ``missing``), an NXDOMAIN domain is
+    ``nxdomain`` and an error (the domain's or the record's) ``unknown``."""
     index = {s: i for i, s in enumerate(states)}
     status = df[status_column]
     value = pd.Categorical(df[value_column], categories=list(values)).codes
-    value_state = np.array([index[v] for v in values] + [index[missing]])[value]  # -1: last
+    value_state = np.array([index[v] for v in values.values()] + [index[missing]])[value]
+    nxdomain = _is(df["status"], "nxdomain")
     unknown = ~_is(df["status"], "ok") | _is(status, "temperror")
     conditions = [
+        nxdomain,
         unknown,
         _is(status, "valid"),
         _is(status, "invalid"),
@@ -843,6 +829,7 @@ def _state_codes(
         _is(status, "none"),
     ]
     choices = [
+        index["nxdomain"],
         index["unknown"],
         value_state,
         index.get("invalid", -1),
@@ -854,25 +841,18 @@ def _state_codes(
 
 
 def dmarc_state(df: pd.DataFrame) -> pd.Series:
-    """Each domain's DMARC state (`DMARC_STATES`): its applied policy, absent, invalid, or
-    unknown (the domain or the DMARC query ended in an error)."""
-    codes = _state_codes(
-        df,
-        "dmarc_status",
-        "dmarc_policy",
-        ("none", "quarantine", "reject"),
-        DMARC_STATES,
-        "unknown",
-    )
+    """Each domain's DMARC state (`DMARC_STATES`): its applied policy, absent, invalid,
+    nxdomain, or unknown (the domain or the DMARC query ended in an error)."""
+    policies = {"none": "none", "quarantine": "quarantine", "reject": "reject"}
+    codes = _state_codes(df, "dmarc_status", "dmarc_policy", policies, DMARC_STATES, "unknown")
     return pd.Series(pd.Categorical.from_codes(codes, DMARC_STATES), index=df.index)
 
 
 def spf_state(df: pd.DataFrame) -> pd.Series:
-    """Each domain's SPF state (`SPF_STATES`): its effective ``all`` (``none``: a valid record
-    without one), absent, permerror, or unknown (an error)."""
-    codes = _state_codes(
-        df, "spf_status", "spf_all", ("+all", "?all", "~all", "-all", "none"), SPF_STATES, "none"
-    )
+    """Each domain's SPF state (`SPF_STATES`): its effective ``all`` (``no all``: a valid record
+    without one), absent, permerror, nxdomain, or unknown (an error)."""
+    alls = {"+all": "+all", "?all": "?all", "~all": "~all", "-all": "-all", "none": "no all"}
+    codes = _state_codes(df, "spf_status", "spf_all", alls, SPF_STATES, "no all")
     return pd.Series(pd.Categorical.from_codes(codes, SPF_STATES), index=df.index)
 
 
@@ -891,19 +871,94 @@ def _unique_domains(df: pd.DataFrame) -> pd.DataFrame:
     return df[~df["domain"].duplicated(keep="last").to_numpy()].reset_index(drop=True)
 
 
-def diff(directory: str | Path, a: str, b: str) -> dict[str, Any]:
-    """What changed from snapshot A to snapshot B, over the domains listed in both.
+def two_proportion_p(k1: Any, n1: Any, k2: Any, n2: Any) -> np.ndarray:
+    """Two-sided p-value of the pooled two-proportion z-test of k1/n1 against k2/n2 (NaN where a
+    count is null or a denominator 0). The normal tail is ``erfc``: numpy and the standard
+    library suffice, scipy is not a dependency."""
+    k1, n1, k2, n2 = (np.asarray(v, dtype=float) for v in (k1, n1, k2, n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (k1 + k2) / (n1 + n2)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        z = np.abs(k1 / n1 - k2 / n2) / se
+    p = np.array([math.erfc(v / math.sqrt(2)) if np.isfinite(v) else np.nan for v in z.ravel()])
+    p = p.reshape(z.shape)
+    same = (se == 0) & (n1 > 0) & (n2 > 0)  # both 0% or both 100%: no change at all
+    return np.where(same, 1.0, p)
+
+
+def changes(table_a: pd.DataFrame, table_b: pd.DataFrame) -> pd.DataFrame:
+    """Each metric's total share in A and in B (of the domains that exist, errors of those
+    listed), the change in points, the test's p-value and ``beyond_noise`` (p < `ALPHA`; null
+    when either share is not measured)."""
+    ta = table_a.iloc[-1]
+    tb = table_b.iloc[-1]
+    rows = []
+    for m in METRICS:
+        if m == "domains":
+            continue
+        den_a = _listed(ta) if m in ERROR_METRICS else int(ta["domains"])
+        den_b = _listed(tb) if m in ERROR_METRICS else int(tb["domains"])
+        ka, kb = ta[m], tb[m]
+        if _null(ka) or _null(kb):
+            p = np.nan
+        else:
+            p = float(two_proportion_p(int(ka), den_a, int(kb), den_b))
+        rows.append(
+            {
+                "metric": m,
+                "a_pct": ta[f"{m}_pct"],
+                "b_pct": tb[f"{m}_pct"],
+                "change_points": tb[f"{m}_pct"] - ta[f"{m}_pct"],
+                "p_value": p,
+                "beyond_noise": None if math.isnan(p) else bool(p < ALPHA),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pair(
+    directory: str | Path | store.Location, a: str | None, b: str | None, include_incomplete: bool
+) -> tuple[str, str]:
+    """A and B, checked; B defaults to the newest complete snapshot, A to the one before it."""
+    if a is not None and b is not None:
+        return (
+            resolve_snapshot(directory, a, include_incomplete),
+            resolve_snapshot(directory, b, include_incomplete),
+        )
+    if a is not None:  # one label given: compare it with the newest
+        return resolve_snapshot(directory, a, include_incomplete), resolve_snapshot(
+            directory, None, include_incomplete
+        )
+    labels = complete_snapshots(directory, include_incomplete)
+    if len(labels) < 2:
+        raise ReportError(
+            f"{directory}: diff needs two complete snapshots (have: {', '.join(labels)})"
+        )
+    return labels[-2], labels[-1]
+
+
+def diff(
+    directory: str | Path | store.Location,
+    a: str | None = None,
+    b: str | None = None,
+    *,
+    include_incomplete: bool = False,
+) -> dict[str, Any]:
+    """What changed from snapshot A to snapshot B (default: the two newest complete ones).
 
     Returns a dict: ``a``, ``b`` (labels); ``domains`` (counts: ``a``, ``b``, ``both``,
-    ``only_a``, ``only_b``); ``gained`` and ``lost`` ({metric: sorted domains} for every adoption
-    metric); ``dmarc_policy`` and ``spf_all`` (transition matrices, rows A, columns B, over
-    `DMARC_STATES` / `SPF_STATES`). A domain is gained or lost for a metric only when its answer
-    for that metric is definite in both snapshots: a record that timed out in B is not "lost", it
-    is ``unknown`` in the matrices.
+    ``only_a``, ``only_b``); ``changes`` (`changes`: each total share in A and B, and whether
+    the change is beyond the noise); ``gained`` and ``lost`` ({metric: sorted domains} for every
+    adoption metric, over the domains listed in both); ``dmarc_policy`` and ``spf_all``
+    (transition matrices, rows A, columns B, over `DMARC_STATES` / `SPF_STATES`); ``methods``
+    ({label: `methods`}). A domain is gained or lost for a metric only when its answer for that
+    metric is definite in both snapshots: a record that timed out in B is not "lost", it is
+    ``unknown`` in the matrices.
     """
-    label_a, label_b = resolve_snapshot(directory, a), resolve_snapshot(directory, b)
+    label_a, label_b = _pair(directory, a, b, include_incomplete)
     df_a = _unique_domains(_load_for_metrics(directory, label_a))
     df_b = _unique_domains(_load_for_metrics(directory, label_b))
+    facts = {label_a: methods(directory, label_a), label_b: methods(directory, label_b)}
     position = pd.Index(df_a["domain"]).get_indexer(df_b["domain"])  # row in A of each B row
     ib = np.flatnonzero(position >= 0)
     domains = df_b["domain"].to_numpy(dtype=object)[ib]
@@ -912,6 +967,9 @@ def diff(directory: str | Path, a: str, b: str) -> dict[str, Any]:
     ia = position[ib]
     masks_a, masks_b = metric_masks(df_a), metric_masks(df_b)
     known_a, known_b = _known_masks(df_a), _known_masks(df_b)
+    for label, known, df in ((label_a, known_a, df_a), (label_b, known_b, df_b)):
+        for m, mask in measured_masks(df, facts[label]).items():
+            known[m] = known[m] & mask
     gained: dict[str, list[str]] = {}
     lost: dict[str, list[str]] = {}
     for metric in ADOPTION_METRICS:
@@ -920,6 +978,8 @@ def diff(directory: str | Path, a: str, b: str) -> dict[str, Any]:
         gained[metric] = domains[definite & ~was & now].tolist()
         lost[metric] = domains[definite & was & ~now].tolist()
     both = len(ib)
+    table_a = adoption(df_a, "category", facts={label_a: facts[label_a]})
+    table_b = adoption(df_b, "category", facts={label_b: facts[label_b]})
     return {
         "a": label_a,
         "b": label_b,
@@ -930,6 +990,7 @@ def diff(directory: str | Path, a: str, b: str) -> dict[str, Any]:
             "only_a": len(df_a) - both,
             "only_b": len(df_b) - both,
         },
+        "changes": changes(table_a, table_b),
         "gained": gained,
         "lost": lost,
         "dmarc_policy": _transitions(
@@ -938,6 +999,7 @@ def diff(directory: str | Path, a: str, b: str) -> dict[str, Any]:
         "spf_all": _transitions(
             spf_state(df_a).iloc[ia], spf_state(df_b).iloc[ib], label_a, label_b
         ),
+        "methods": facts,
     }
 
 
@@ -1009,8 +1071,8 @@ ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
-        "metric": "Metric", "category": "Category", "mx_provider": "MX provider",
-        "dns_provider": "DNS provider", "snapshot": "Snapshot", "listed": "Domains listed",
+        "metric": "Metric", "category": "category", "mx_provider": "MX provider",
+        "dns_provider": "DNS provider", "snapshot": "snapshot", "listed": "Domains listed",
         "measured": "  measured", "measured_cell": "{k} of {n}",
         "by": "by {by}",
         "sec_domains": "Domains and MX", "sec_spf": "SPF", "sec_dmarc": "DMARC",
@@ -1041,7 +1103,7 @@ TEXT: dict[str, dict[str, str]] = {
         "metric": "指標", "category": "種別", "mx_provider": "MX 事業者",
         "dns_provider": "DNS 事業者", "snapshot": "スナップショット", "listed": "リスト件数",
         "measured": "  うち測定済み", "measured_cell": "{n} 中 {k}",
-        "by": "{by}別",
+        "by": "{by}ごと",
         "sec_domains": "ドメインと MX", "sec_spf": "SPF", "sec_dmarc": "DMARC",
         "sec_dkim": "DKIM と BIMI", "sec_transport": "通信の暗号化", "sec_errors": "エラー",
         "cell_note": "セル: 件数と、存在するドメインに占める割合{mx}。NXDOMAIN とエラーはリスト"
@@ -1050,7 +1112,7 @@ TEXT: dict[str, dict[str, str]] = {
         "ドメインに占める割合）。NXDOMAIN とエラーはリスト全体に占める割合。",
         "ci_note": " 括弧内は 95% 信頼区間（Wilson）。",
         "small_note": "† {n} ドメイン未満: 割合の精度が低い（--ci で 95% 信頼区間を表示）。",
-        "unmeasured_note": "— 未測定: {reasons}。",
+        "unmeasured_note": "未測定: {reasons}。",
         "why_smtp": "--probe-smtp を指定していない",
         "why_ad": "リゾルバがどの応答にも AD フラグを付けなかった（DNSSEC を検証していない）",
         "why_policy": "MTA-STS ポリシーを取得していない（--no-mta-sts-policy）",
@@ -1185,15 +1247,23 @@ def group_keys(table: pd.DataFrame) -> list[str]:
     return cols[start:end]
 
 
+#: A table's cell for a metric that was not measured.
+UNMEASURED = {"en": "—", "ja": "未測定"}
+
+
 def _cell(
-    row: Mapping[str, Any], metric: str, denominator: str = "domains", ci: bool = False
+    row: Mapping[str, Any],
+    metric: str,
+    denominator: str = "domains",
+    ci: bool = False,
+    lang: str = "en",
 ) -> str:
     """One metric of one group: "count share" (and "[lo–hi]" with ci); "—" when not measured."""
     if metric == "_listed":
         return f"{_listed(row):,}"
     count = row[metric]
     if _null(count):
-        return "—"
+        return UNMEASURED[lang]
     if metric == "domains":
         return f"{int(count):,}"
     column = f"{metric}_pct"
@@ -1237,7 +1307,7 @@ def _people_rows(
             if m != "_listed" and m not in records[0]:
                 continue
             label = TEXT[lang]["listed"] if m == "_listed" else metric_label(m, lang)
-            rows.append([label, *(_cell(r, m, denominator, ci) for r in records)])
+            rows.append([label, *(_cell(r, m, denominator, ci, lang) for r in records)])
             partly = [
                 not _null(r.get(f"{m}_measured"))
                 and 0 < int(r[f"{m}_measured"]) < int(r["domains"])
@@ -1275,7 +1345,8 @@ def _footnotes(
             reasons.setdefault(why, []).append(metric_label(m, lang))
     if reasons:
         sep = "; " if lang == "en" else "。"
-        text = sep.join(f"{', '.join(ms)}: {why}" for why, ms in reasons.items())
+        comma = ", " if lang == "en" else "、"
+        text = sep.join(f"{comma.join(ms)}: {why}" for why, ms in reasons.items())
         notes.append(t["unmeasured_note"].format(reasons=text))
     return notes
 
@@ -1384,7 +1455,11 @@ def _print_people(
         console.print(table)
     for note in notes:
         console.print(Text(note))
-    return buffer.getvalue()
+    return _rstrip_lines(buffer.getvalue())
+
+
+def _rstrip_lines(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
 def _markdown(
@@ -1536,7 +1611,8 @@ def render_trend(
     parts = []
     any_small = False
     for metric in metrics:
-        header = [TEXT[lang].get(key, key), *snaps]
+        name = TEXT[lang].get(key, key)
+        header = [name[:1].upper() + name[1:], *snaps]
         rows = []
         for g in groups:
             cells = []
@@ -1549,7 +1625,7 @@ def render_trend(
                     "domains" in r and not _null(r["domains"]) and int(r["domains"]) < SMALL_GROUP
                 )
                 any_small |= small
-                cells.append(_cell(r, metric, denominator, ci) + (" †" if small else ""))
+                cells.append(_cell(r, metric, denominator, ci, lang) + (" †" if small else ""))
             rows.append([str(label_of[g]), *cells])
         title = metric_label(metric, lang)
         if fmt == "markdown":
@@ -1573,17 +1649,6 @@ def render_trend(
     return "\n".join(parts)
 
 
-def diff_records(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A `diff` result as JSON-ready data (matrices as {from: {to: count}})."""
-    out: dict[str, Any] = {k: result[k] for k in ("a", "b", "domains", "gained", "lost")}
-    for key in ("dmarc_policy", "spf_all"):
-        matrix: pd.DataFrame = result[key]
-        out[key] = {
-            str(i): {str(c): int(v) for c, v in row.items()} for i, row in matrix.iterrows()
-        }
-    return out
-
-
 def _table_text(
     title: str, header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str, note: str = ""
 ) -> str:
@@ -1594,19 +1659,109 @@ def _table_text(
     return _print_people(title, header, [("", rows)], notes, terminal_width())
 
 
+def diff_records(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A `diff` result as JSON-ready data (matrices as {from: {to: count}})."""
+    out: dict[str, Any] = {k: result[k] for k in ("a", "b", "domains")}
+    out["changes"] = to_records(result["changes"])
+    out["gained"], out["lost"] = result["gained"], result["lost"]
+    for key in ("dmarc_policy", "spf_all"):
+        matrix: pd.DataFrame = result[key]
+        out[key] = {
+            str(i): {str(c): int(v) for c, v in row.items()} for i, row in matrix.iterrows()
+        }
+    out["noise_test"] = f"two-sided pooled two-proportion z-test, alpha {ALPHA}"
+    return out
+
+
+STATE_LABELS: dict[str, dict[str, str]] = {
+    "en": {},
+    "ja": {
+        "absent": "なし", "invalid": "不正", "permerror": "恒久エラー", "no all": "all なし",
+        "nxdomain": "存在しない", "unknown": "不明（エラー）",
+    },
+}  # fmt: skip
+
+DIFF_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "change": "Change", "noise": "Beyond noise", "yes": "yes", "no": "no",
+        "dmarc_policy": "DMARC policy transitions", "spf_all": "SPF all transitions",
+        "noise_note": "Shares of the domains that exist in each snapshot (NXDOMAIN and errors: of "
+        "those listed); change in points. Beyond noise: a two-sided two-proportion z-test at the "
+        "5% level. Gained/lost: domains listed in both with a definite answer in both.",
+    },
+    "ja": {
+        "change": "増減（ポイント）", "noise": "誤差を超える変化", "yes": "あり", "no": "なし",
+        "dmarc_policy": "DMARC ポリシーの遷移", "spf_all": "SPF all の遷移",
+        "noise_note": "各スナップショットで存在するドメインに占める割合（NXDOMAIN とエラーはリスト"
+        "全体に占める割合）と、その増減（ポイント）。誤差を超える変化: 二標本比率の z 検定（両側、"
+        "有意水準 5%）。新規採用・採用終了: 両方のリストにあり、両方で値が確定したドメイン。",
+    },
+}  # fmt: skip
+
+
+def _state(state: str, lang: str) -> str:
+    return STATE_LABELS[lang].get(state, state)
+
+
+def _diff_tables(
+    result: Mapping[str, Any], lang: str
+) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(title, header, rows, note) of each table of a diff, for people."""
+    t, d = TEXT[lang], DIFF_TEXT[lang]
+    a, b = result["a"], result["b"]
+    counts = result["domains"]
+    note = t["domains_note"].format(
+        a=f"{counts['a']:,}", b=f"{counts['b']:,}", both=f"{counts['both']:,}", la=a, lb=b
+    )
+    rows = []
+    for r in result["changes"].to_dict("records"):
+        m = r["metric"]
+        noise = "" if r["beyond_noise"] is None else d["yes"] if r["beyond_noise"] else d["no"]
+        change = "—" if _null(r["change_points"]) else f"{r['change_points']:+.1f}"
+        gained = f"{len(result['gained'][m]):,}" if m in result["gained"] else ""
+        lost = f"{len(result['lost'][m]):,}" if m in result["lost"] else ""
+        if _null(r["a_pct"]) or _null(r["b_pct"]):
+            gained = lost = "—" if m in result["gained"] else ""
+        rows.append(
+            [metric_label(m, lang), _pct(r["a_pct"]), _pct(r["b_pct"]), change, noise, gained, lost]
+        )
+    header = [t["metric"], a, b, d["change"], d["noise"], t["gained"], t["lost"]]
+    tables = [(f"{a} → {b}", header, rows, f"{note}. {d['noise_note']}")]
+    for key in ("dmarc_policy", "spf_all"):
+        matrix: pd.DataFrame = result[key]
+        header = [f"{a} \\ {b}", *(_state(str(c), lang) for c in matrix.columns)]
+        mrows = [
+            [_state(str(src), lang), *(f"{int(n):,}" for n in row)]
+            for src, row in matrix.iterrows()
+        ]
+        tables.append((d[key], header, mrows, t["rows_a"].format(a=a, b=b)))
+    return tables
+
+
 def render_diff(result: Mapping[str, Any], fmt: str = "table", lang: str = "en") -> str:
     """A `diff` result as text. JSON holds the domain lists; the other formats the counts.
 
-    CSV is long ("tidy"): ``table,row,column,count`` with the adopters table (rows metrics,
-    columns gained/lost) and both transition matrices (rows A states, columns B states).
+    CSV is long ("tidy"): ``table,row,column,value`` with the changes (rows metrics; columns
+    ``a_pct``, ``b_pct``, ``change_points``, ``p_value``, ``beyond_noise``), the adopters
+    (columns gained/lost) and both transition matrices (rows A states, columns B states).
     """
-    _check_format(fmt)
+    _check_format(fmt, ("table", "csv", "markdown", "json"))
     _check_lang(lang)
     if fmt == "json":
         return json.dumps(diff_records(result), ensure_ascii=False, indent=2) + "\n"
-    a, b = result["a"], result["b"]
     if fmt == "csv":
-        lines = ["table,row,column,count"]
+        lines = ["table,row,column,value"]
+        for r in to_records(result["changes"]):
+            for col in ("a_pct", "b_pct", "change_points", "p_value", "beyond_noise"):
+                v = r[col]
+                v = (
+                    ""
+                    if v is None
+                    else round(v, 1)
+                    if col != "p_value" and isinstance(v, float)
+                    else v
+                )
+                lines.append(f"changes,{r['metric']},{col},{v}")
         for metric in ADOPTION_METRICS:
             lines.append(f"adopters,{metric},gained,{len(result['gained'][metric])}")
             lines.append(f"adopters,{metric},lost,{len(result['lost'][metric])}")
@@ -1614,23 +1769,111 @@ def render_diff(result: Mapping[str, Any], fmt: str = "table", lang: str = "en")
             for src, row in result[key].iterrows():
                 lines += [f"{key},{src},{dst},{int(n)}" for dst, n in row.items()]
         return "\n".join(lines) + "\n"
-    t = TEXT[lang]
-    counts = result["domains"]
-    note = t["domains_note"].format(
-        a=f"{counts['a']:,}", b=f"{counts['b']:,}", both=f"{counts['both']:,}", la=a, lb=b
-    )
-    rows = [
-        [metric_label(m, lang), f"{len(result['gained'][m]):,}", f"{len(result['lost'][m]):,}"]
-        for m in ADOPTION_METRICS
-    ]
-    parts = [_table_text(f"{a} → {b}", [t["metric"], t["gained"], t["lost"]], rows, fmt, note)]
-    for key, name in (
-        ("dmarc_policy", "DMARC policy" if lang == "en" else "DMARC ポリシー"),
-        ("spf_all", "SPF all"),
-    ):
-        matrix: pd.DataFrame = result[key]
-        header = [f"{a} \\ {b}", *matrix.columns]
-        rows = [[str(src), *(f"{int(n):,}" for n in row)] for src, row in matrix.iterrows()]
-        title = f"{name} transitions" if lang == "en" else f"{name}{t['transitions']}"
-        parts.append(_table_text(title, header, rows, fmt, t["rows_a"].format(a=a, b=b)))
+    parts = [_table_text(ti, h, r, fmt, n) for ti, h, r, n in _diff_tables(result, lang)]
+    facts = result.get("methods") or {}
+    notes = [methods_text(f, lang) for f in facts.values()]
+    if notes:
+        parts.append(
+            "\n\n".join(notes) + "\n" if fmt == "markdown" else _notes_text(notes, terminal_width())
+        )
     return "\n".join(parts)
+
+
+def _notes_text(notes: Sequence[str], width: int) -> str:
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False)
+    for note in notes:
+        console.print(Text(note))
+    return _rstrip_lines(buffer.getvalue())
+
+
+# --- xlsx --------------------------------------------------------------------------------------
+
+
+def _methods_rows(facts: Mapping[str, Mapping[str, Any]], lang: str) -> list[list[Any]]:
+    rows: list[list[Any]] = [["snapshot", "fact", "value"]]
+    for label, f in facts.items():
+        for key, value in f.items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    rows.append([label, f"{key}.{k}", _json_value(v)])
+            elif isinstance(value, list):
+                shown = [
+                    f"{v.get('name')} sha256:{v.get('sha256')}" if isinstance(v, dict) else str(v)
+                    for v in value
+                ]
+                rows.append([label, key, ", ".join(shown)])
+            else:
+                rows.append([label, key, _json_value(value)])
+        rows.append([label, "text", methods_text(f, lang)])
+    return rows
+
+
+def _xlsx_value(value: Any) -> Any:
+    value = _json_value(value)
+    return value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+
+def write_workbook(
+    sheets: Mapping[str, pd.DataFrame],
+    out: str | Path,
+    facts: Mapping[str, Mapping[str, Any]],
+    lang: str = "en",
+) -> Path:
+    """One sheet per table (its rows as in JSON: null cells empty) plus a ``methods`` sheet."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    out = Path(out)
+    if out.suffix.lower() != ".xlsx":
+        raise ReportError(f"{out}: the file name must end in .xlsx")
+    if not out.parent.is_dir():
+        raise ReportError(f"{out.parent}: no such directory")
+    book = Workbook()
+    book.remove(book.active)
+    for name, frame in sheets.items():
+        sheet = book.create_sheet(name[:31])
+        sheet.append([str(c) for c in frame.columns])
+        for row in frame.itertuples(index=False):
+            sheet.append([_xlsx_value(v) for v in row])
+        sheet.freeze_panes = "A2"
+        for i, c in enumerate(frame.columns, start=1):
+            sheet.column_dimensions[get_column_letter(i)].width = max(8, min(40, len(str(c)) + 2))
+    methods_sheet = book.create_sheet("methods")
+    for row in _methods_rows(facts, lang):
+        methods_sheet.append(row)
+    methods_sheet.column_dimensions["B"].width = 24
+    methods_sheet.column_dimensions["C"].width = 100
+    try:
+        book.save(out)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    return out
+
+
+def write_xlsx(tables: Mapping[str, pd.DataFrame], out: str | Path, lang: str = "en") -> Path:
+    """`report`/`trend` tables as a workbook: one sheet per table, and ``methods``."""
+    facts: dict[str, Any] = {}
+    for table in tables.values():
+        facts |= table.attrs.get("methods") or {}
+    return write_workbook(tables, out, facts, lang)
+
+
+def write_diff_xlsx(result: Mapping[str, Any], out: str | Path, lang: str = "en") -> Path:
+    """A `diff` as a workbook: changes, adopters, both transition matrices, and ``methods``."""
+    adopters = pd.DataFrame(
+        {
+            "metric": list(ADOPTION_METRICS),
+            "gained": [len(result["gained"][m]) for m in ADOPTION_METRICS],
+            "lost": [len(result["lost"][m]) for m in ADOPTION_METRICS],
+        }
+    )
+    sheets = {"changes": result["changes"], "adopters": adopters}
+    for key in ("dmarc_policy", "spf_all"):
+        matrix = result[key].copy()
+        matrix.insert(0, f"{result['a']} \\ {result['b']}", matrix.index.astype(str))
+        sheets[key] = matrix.reset_index(drop=True)
+    return write_workbook(sheets, out, result.get("methods") or {}, lang)
