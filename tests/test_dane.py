@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from mailauth_survey import policies, wire
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import Answer, AnswerSet
-from mailauth_survey.collect.engine import scan_domains
+from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.policies import dane
 from mailauth_survey.policies.dane import (
     DANE,

@@ -44,11 +44,14 @@ class TagList:
         return list(self.tags)
 
 
-def parse_tag_list(text: str) -> TagList:
+def parse_tag_list(text: str, *, fold_case: bool = False) -> TagList:
     """Split ``tag=value; ...`` per RFC 6376 3.2; never raises.
 
-    Tag names are case-sensitive (RFC 6376 3.2). The first value of a duplicated tag is kept so
-    a caller that chooses to go on has something sensible. A trailing ``;`` is allowed.
+    Tag names are case-sensitive in DKIM (RFC 6376 3.2). ``fold_case``: the record kind writes
+    its tag names as ABNF quoted strings, which are case-insensitive (RFC 5234 2.3): names come
+    back lower case, and ``P=`` after ``p=`` is a duplicate (DMARC, RFC 9989 4.8; BIMI draft
+    4.3). The first value of a duplicated tag is kept so a caller that chooses to go on has
+    something sensible. A trailing ``;`` is allowed.
     """
     out = TagList()
     specs = text.split(";")
@@ -62,6 +65,8 @@ def parse_tag_list(text: str) -> TagList:
             out.errors.append(f"malformed tag-spec {spec.strip(WSP)[:60]!r} (expected name=value)")
             continue
         name, value = m.group(1), m.group(2)
+        if fold_case:
+            name = name.lower()
         if not _TAG_VALUE.fullmatch(value):
             out.errors.append(f"tag {name!r} has characters outside printable ASCII")
             continue

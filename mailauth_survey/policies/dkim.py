@@ -308,7 +308,6 @@ def selector_key(selector: str, domain: str, dns: AnswerSet) -> bool | None:
     return any(_usable(text) for text in answer.txt())
 
 
-
 @text_cache
 def _usable(text: str) -> bool:
     """Cached: a provider's key (behind each customer's selector CNAME) recurs across domains."""

@@ -57,8 +57,9 @@ POLICIES = ("none", "quarantine", "reject")
 #: RFC 9989 4.10: no walk makes more than eight queries; longer names are cut to seven labels.
 MAX_LABELS = 8
 
-# "v" equals %s"DMARC1" then a separator or the end (RFC 9989 4.8).
-_VERSION = re.compile(r"[ \t]*v[ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
+# "v" equals %s"DMARC1" then a separator or the end (RFC 9989 4.8): the tag name is an ABNF
+# quoted string, so case-insensitive (RFC 5234 2.3); only the value DMARC1 is case-sensitive.
+_VERSION = re.compile(r"[ \t]*[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
 _LOOKS_LIKE = re.compile(r"\s*v\s*=\s*dmarc", re.I)
 _SIZE_SUFFIX = re.compile(r"!([0-9]+)([kmgt]?)$", re.I)
 _FO_VALUES = frozenset("01ds")
@@ -122,7 +123,8 @@ class DmarcRecord:
 
 
 def is_dmarc_record(text: str) -> bool:
-    """Whether a TXT record starts with the case-sensitive ``v=DMARC1`` tag (RFC 9989 4.7)."""
+    """Whether a TXT record starts with the ``v=DMARC1`` tag (RFC 9989 4.7, 4.8: ``V=`` too;
+    the value ``DMARC1`` is case-sensitive)."""
     return bool(_VERSION.match(text))
 
 
@@ -136,7 +138,7 @@ def parse_record(text: str) -> DmarcRecord:
     rec = DmarcRecord(text=text)
     if not is_dmarc_record(text):
         rec.errors.append(
-            "RFC 9989 4.7: not a DMARC record: it must start with the case-sensitive tag v=DMARC1"
+            "RFC 9989 4.7: not a DMARC record: it must start with the tag v=DMARC1 (DMARC1 is case-sensitive)"
         )
         return rec
     rec.is_dmarc = True
@@ -144,7 +146,7 @@ def parse_record(text: str) -> DmarcRecord:
         rec.warnings.append(
             "RFC 9989 4.8: white space before v=DMARC1 is outside the formal syntax; some receivers ignore the record"
         )
-    tl = parse_tag_list(text)
+    tl = parse_tag_list(text, fold_case=True)  # RFC 9989 4.8 / RFC 7489 6.4 ABNF quoted strings
     rec.tags = tl.tags
     rec.errors += [f"RFC 9989 4.8: {e}; discarded" for e in tl.errors]
     for name in tl.duplicates:
@@ -160,8 +162,7 @@ def _read_tags(rec: DmarcRecord) -> None:
     tags = rec.tags
     for name in tags:
         if name not in _KNOWN_TAGS:
-            hint = " (tag names are case-sensitive)" if name.lower() in _KNOWN_TAGS else ""
-            rec.warnings.append(f"RFC 9989 4.7: unknown tag {name!r} ignored{hint}")
+            rec.warnings.append(f"RFC 9989 4.7: unknown tag {name!r} ignored")
     for name in ("p", "sp", "np"):
         if name in tags:
             value = tags[name].lower()
@@ -325,7 +326,7 @@ def _fetch(qname: str, dns: AnswerSet) -> _Fetch:
 
 def _ignored_warnings(f: _Fetch) -> list[str]:
     return [
-        f"RFC 9989 4.10: TXT at {f.qname} ignored: {t[:80]!r} does not start with the case-sensitive v=DMARC1"
+        f"RFC 9989 4.10: TXT at {f.qname} ignored: {t[:80]!r} does not start with v=DMARC1 (DMARC1 is case-sensitive)"
         for t in f.ignored
     ]
 
