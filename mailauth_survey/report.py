@@ -1110,7 +1110,7 @@ TEXT: dict[str, dict[str, str]] = {
         "全体に占める割合。",
         "cell_note_mx": "セル: 件数と、MX を持つドメインに占める割合（MX あり・Null MX は存在する"
         "ドメインに占める割合）。NXDOMAIN とエラーはリスト全体に占める割合。",
-        "ci_note": " 括弧内は 95% 信頼区間（Wilson）。",
+        "ci_note": "括弧内は 95% 信頼区間（Wilson）。",
         "small_note": "† {n} ドメイン未満: 割合の精度が低い（--ci で 95% 信頼区間を表示）。",
         "unmeasured_note": "未測定: {reasons}。",
         "why_smtp": "--probe-smtp を指定していない",
@@ -1358,15 +1358,17 @@ def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
     def when(value: Any) -> str:
         return str(value).replace("T", " ").replace("+00:00", "")[:16] if value else "?"
 
+    start, end = when(facts.get("started_at")), when(facts.get("finished_at"))
+    if start[:10] == end[:10] and len(end) == 16:
+        end = end[11:]  # the same day: its time only
+
     def onoff(value: Any) -> str:
         return t["unknown"] if value is None else t["on"] if value else t["off"]
 
     probes = facts.get("probes") or {}
     parts = [
         f"{t['snapshot']} {facts.get('snapshot')}",
-        t["scanned"].format(
-            start=when(facts.get("started_at")), end=when(facts.get("finished_at"))
-        ),
+        t["scanned"].format(start=start, end=end),
         t["listed_exist"].format(
             listed=f"{facts.get('listed') or 0:,}", exist=f"{facts.get('exist') or 0:,}"
         ),
@@ -1520,7 +1522,8 @@ def render(
     keys = group_keys(table)
     if metrics:
         fixed = [c for c in table.columns if c in ("snapshot", "label") or c in keys]
-        table = table[fixed + [c for c in metric_columns(chosen) if c in table.columns]]
+        keep = metric_columns(dict.fromkeys(["domains", *chosen]))  # domains: the n of shares
+        table = table[fixed + [c for c in keep if c in table.columns]]
     if fmt == "json":
         return json.dumps(to_records(table), ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":
