@@ -65,37 +65,52 @@ def domain_row(category: str, i: int, quarter: int) -> dict[str, Any]:
     return row
 
 
+def write_snapshot(
+    out: Path,
+    label: str,
+    rows: list[dict[str, Any]],
+    *,
+    q: int = 0,
+    complete: bool = True,
+    listed: int | None = None,
+    probe_smtp: bool = False,
+) -> None:
+    domains_dir, _ = store.snapshot_dirs(out, label)
+    store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    start = dt.datetime(2024, 3 * q + 3, 1, 2, 0, tzinfo=dt.UTC)
+    store.write_manifest(
+        out,
+        label,
+        {
+            "schema_version": store.SCHEMA_VERSION,
+            "package_version": "0.1.0",
+            "snapshot": label,
+            "complete": complete,
+            "started_at": start.isoformat(),
+            "finished_at": (start + dt.timedelta(hours=1, minutes=5)).isoformat(),
+            "inputs": [{"path": f"/lists/jp-{label}.txt", "sha256": f"{q:x}" * 64}],
+            "public_suffix_list": "publicsuffixlist 1.1.2.20261023",
+            "options": {
+                "resolvers": ["127.0.0.1:53"],
+                "mta_sts_policy": False,
+                "probe_smtp": probe_smtp,
+            },  # fmt: skip
+            "resolvers": ["127.0.0.1:53"],
+            "domains": listed if listed is not None else len(rows),
+            "status_counts": counts,
+        },
+    )
+
+
 def write_results(out: Path) -> None:
     for q, label in enumerate(QUARTERS):
         sizes = SIZES if q < 2 else {"co": 20}  # the third quarter's scan stopped early
         rows = [domain_row(c, i, min(q, 1)) for c, n in sizes.items() for i in range(n)]
-        domains_dir, _ = store.snapshot_dirs(out, label)
-        store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        start = dt.datetime(2024, 3 * q + 3, 1, 2, 0, tzinfo=dt.UTC)
-        store.write_manifest(
-            out,
-            label,
-            {
-                "schema_version": store.SCHEMA_VERSION,
-                "package_version": "0.1.0",
-                "snapshot": label,
-                "complete": q < 2,
-                "started_at": start.isoformat(),
-                "finished_at": (start + dt.timedelta(hours=1, minutes=5)).isoformat(),
-                "inputs": [{"path": f"/lists/jp-{label}.txt", "sha256": f"{q:x}" * 64}],
-                "public_suffix_list": "publicsuffixlist 1.1.2.20261023",
-                "options": {
-                    "resolvers": ["127.0.0.1:53"],
-                    "mta_sts_policy": False,
-                    "probe_smtp": False,
-                },  # fmt: skip
-                "resolvers": ["127.0.0.1:53"],
-                "domains": len(rows) if q < 2 else sum(SIZES.values()),
-                "status_counts": counts,
-            },
+        write_snapshot(
+            out, label, rows, q=q, complete=q < 2, listed=sum(SIZES.values()) if q == 2 else None
         )
 
 
@@ -491,3 +506,40 @@ def test_publish_a_named_snapshot_and_one_line_errors(results: Path, tmp_path: P
         errors = [line for line in res.output.splitlines() if line.startswith("Error")]
         assert len(errors) == 1 and needle in errors[0], res.output
     assert not (tmp_path / "new").exists() and not_a_folder.read_text() == "x"
+
+
+def test_transport_shown_where_measured(tmp_path: Path) -> None:
+    """SMTP probed (some domains' answers unknown): STARTTLS gets its column with "k of n
+    measured"; what was not measured is named in one sentence, not drawn as 0%."""
+    rows = [domain_row("co", i, 1) for i in range(60)]
+    for i, row in enumerate(rows):
+        if row["status"] == "ok" and row.get("has_mx"):
+            row["starttls"] = None if i % 7 == 0 else i % 3 != 0
+    write_snapshot(tmp_path / "r", "2024Q2", rows, probe_smtp=True)
+    res = run_cli("publish", tmp_path / "r", "--out", tmp_path / "site")
+    assert res.exit_code == 0, res.output
+    root = parse((tmp_path / "site" / "index.html").read_text(encoding="utf-8"))
+    section = find(root, "section", id="transport")[0]
+    total = {r["category"]: r for r in json_rows(tmp_path / "r", "2024Q2", "en")}["total"]
+    assert total["starttls_measured"] < total["domains"]  # partly measured, as built
+    cells = find(find(section, "tr", data_group="total")[0], "td", class_="share")
+    assert [c["attrs"]["data-metric"] for c in cells] == ["starttls"]
+    shown = squash(text(cells[0]))
+    assert close(numbers(shown)[0], total["starttls_pct"])
+    assert f"{total['starttls_measured']:,} of {total['domains']:,} measured" in shown
+    note = squash(text(find(section, "p")[0]))
+    assert report.metric_label("dane", "en") in note and "STARTTLS" not in note
+
+
+def test_one_snapshot_has_no_trend_and_no_change(tmp_path: Path) -> None:
+    rows = [domain_row(c, i, 1) for c, n in SIZES.items() for i in range(n)]
+    write_snapshot(tmp_path / "r", "2024Q2", rows)
+    res = run_cli("publish", tmp_path / "r", "--out", tmp_path / "site", "--lang", "ja")
+    assert res.exit_code == 0, res.output
+    root = parse((tmp_path / "site" / "index.html").read_text(encoding="utf-8"))
+    trend = find(root, "section", id="trend")[0]
+    assert find(trend, "svg") == []
+    assert squash(text(trend)).endswith(publish.TEXT["ja"]["trend_single"].format(label="2024Q2"))
+    changes = [squash(text(n)) for n in find(root, "span", class_="change")]
+    assert changes == [publish.TEXT["ja"]["no_change"]] * len(publish.HEADLINE)
+    assert not list((tmp_path / "site").glob("trend-*"))
