@@ -60,10 +60,11 @@ def _reporting(run):  # type: ignore[no-untyped-def]
 @click.option("--snapshot", metavar="LABEL", help="Snapshot to report (default: the newest).")
 @click.option(
     "--by",
-    type=click.Choice(["category", "mx_provider", "dns_provider"]),
+    metavar="NAME",
     default="category",
     show_default=True,
-    help="Rows: .jp registration category, or the largest MX / DNS providers.",
+    help="Rows: category (.jp registration type), mx_provider or dns_provider (the largest), "
+    "or a column of the CSV lists scanned (e.g. prefecture).",
 )
 @click.option(
     "--top",
@@ -99,14 +100,21 @@ def report_command(directory, snapshot, by, top, fmt, lang) -> None:
     metavar="NAME",
     help="Metric to follow (repeatable; default: all), e.g. dmarc_valid.",
 )
+@click.option(
+    "--by",
+    metavar="NAME",
+    default="category",
+    show_default=True,
+    help="Rows: category, mx_provider, dns_provider, or a column of the CSV lists scanned.",
+)
 @_FORMAT
 @_LANG
-def trend_command(directory, metrics, fmt, lang) -> None:
-    """The metrics by category across every snapshot in DIR, oldest first."""
+def trend_command(directory, metrics, by, fmt, lang) -> None:
+    """The metrics by group (default: category) across every snapshot in DIR, oldest first."""
     from . import report
 
     def run() -> str:
-        return report.render_trend(report.trend(directory, metrics), fmt, lang)
+        return report.render_trend(report.trend(directory, metrics, by=by), fmt, lang)
 
     click.echo(_reporting(run), nl=False)
 

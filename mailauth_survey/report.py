@@ -62,7 +62,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from . import store
-from .domains import CATEGORIES
+from .domains import CATEGORIES, VALUE_SEPARATOR
+from .prefectures import prefecture_code
 
 # --- metrics -----------------------------------------------------------------------------------
 
@@ -296,12 +297,107 @@ def load(
         [resolve_snapshot(directory, snapshot)] if snapshot is not None else snapshots(directory)
     )
     tables = [_read_snapshot(directory, label, columns) for label in labels]
-    return _to_pandas(pa.concat_tables(tables), arrow_lists=False)
+    df = _to_pandas(pa.concat_tables(tables), arrow_lists=False)
+    if columns is None or "domain" in columns:
+        df = _with_attributes(df, directory, labels)
+    return df
 
 
-def _load_for_metrics(directory: str | Path | store.Location, label: str) -> pd.DataFrame:
-    """Only the columns the metrics read, list columns kept in Arrow (cheap at 1.8M rows)."""
-    return _to_pandas(_read_snapshot(directory, label, METRIC_COLUMNS), arrow_lists=True)
+def _load_for_metrics(
+    directory: str | Path | store.Location, label: str, by: str | None = None
+) -> pd.DataFrame:
+    """Only the columns the metrics read, list columns kept in Arrow (cheap at 1.8M rows), and
+    the list attribute ``by`` when it is one (checked: an unknown name lists what there is)."""
+    df = _to_pandas(_read_snapshot(directory, label, METRIC_COLUMNS), arrow_lists=True)
+    if by is None or by in GROUPINGS:
+        return df
+    df = _with_attributes(df, directory, [label], only=by)
+    if by not in df.columns:
+        raise ReportError(_unknown_grouping(by, list_attributes(directory, label)))
+    return df
+
+
+# --- list attributes (the lists table) ---------------------------------------------------------
+
+
+def _lists_frame(directory: str | Path | store.Location, label: str) -> pd.DataFrame | None:
+    """A snapshot's lists table (domain, list, the lists' own columns), None when it has none."""
+    folder = store.lists_dir(directory, label)
+    parts = [p.path for p in folder.glob("part-*.parquet")]
+    if not parts:
+        return None
+    try:
+        table = ds.dataset(parts, format="parquet", filesystem=folder.arrow_fs).to_table()
+    except pa.ArrowException as exc:
+        raise ReportError(f"snapshot {label}: cannot read its lists table ({exc})") from None
+    return table.to_pandas()
+
+
+def list_attributes(directory: str | Path | store.Location, label: str) -> list[str]:
+    """The columns of a snapshot's lists table that ``--by`` can group by (``list`` included)."""
+    frame = _lists_frame(directory, label)
+    if frame is None:
+        return []
+    return [c for c in frame.columns if c != "domain" and c not in store.DOMAIN_COLUMNS]
+
+
+def _attributes_by_domain(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """One row per domain: each attribute's distinct values over the lists, joined as stored."""
+
+    def merged(values: pd.Series) -> str | None:
+        seen: dict[str, None] = {}
+        for value in values.dropna():
+            seen.update(dict.fromkeys(str(value).split(VALUE_SEPARATOR)))
+        return VALUE_SEPARATOR.join(seen) if seen else None
+
+    single = ~frame["domain"].duplicated(keep=False)
+    alone = frame.loc[single, ["domain", *names]]
+    shared = frame.loc[~single, ["domain", *names]]
+    if len(shared):  # a domain in several lists: their values together
+        shared = shared.groupby("domain", sort=False).agg(merged).reset_index()
+        alone = pd.concat([alone, shared], ignore_index=True)
+    return alone
+
+
+def _with_attributes(
+    df: pd.DataFrame,
+    directory: str | Path | store.Location,
+    labels: Sequence[str],
+    only: str | None = None,
+) -> pd.DataFrame:
+    """``df`` with the list attributes of its domains as string columns (null: not in a CSV list).
+
+    A value of a domain that several rows share holds their values joined by a line break; an
+    attribute named as a domains column is left out (the domains column wins).
+    """
+    frames = []
+    for label in labels:
+        frame = _lists_frame(directory, label)
+        if frame is None:
+            continue
+        names = [
+            c for c in frame.columns
+            if c not in ("domain", "snapshot") and c not in store.DOMAIN_COLUMNS
+            and c not in df.columns and (only is None or c == only)
+        ]  # fmt: skip
+        if names:
+            part = _attributes_by_domain(frame, names)
+            frames.append(part.assign(snapshot=label))
+    if not frames:
+        return df
+    attrs = pd.concat(frames, ignore_index=True)
+    names = [c for c in attrs.columns if c not in ("domain", "snapshot")]
+    merged = df.merge(attrs, on=["snapshot", "domain"], how="left", sort=False)
+    for name in names:
+        merged[name] = merged[name].astype(object).where(merged[name].notna(), None)
+    return merged
+
+
+def _unknown_grouping(by: str, attributes: Sequence[str]) -> str:
+    known = ", ".join(GROUPINGS)
+    if attributes:
+        return f"cannot group by {by!r}: use one of {known}, or a list column: {', '.join(attributes)}"
+    return f"cannot group by {by!r}: use one of {known} (the lists scanned had no other columns)"
 
 
 # --- adoption ----------------------------------------------------------------------------------
@@ -318,7 +414,7 @@ def _group_codes(
         lookup[present] = np.arange(len(present))
         return lookup[codes], [CATEGORIES[i] for i in present]
     if by not in ("mx_provider", "dns_provider"):
-        raise ReportError(f"cannot group by {by!r}: use one of {', '.join(GROUPINGS)}")
+        raise ReportError(_unknown_grouping(by, _attribute_columns(df)))
     top = DEFAULT_TOP if top is None else top
     if top < 1:
         raise ReportError("top must be at least 1")
@@ -343,6 +439,55 @@ def _group_codes(
     return group, names
 
 
+def _attribute_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of a frame that can be list attributes (text columns not of the domains table)."""
+    return [
+        c for c in df.columns
+        if c not in store.DOMAIN_COLUMNS and c != "snapshot"
+        and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
+    ]  # fmt: skip
+
+
+def _attribute_order(values: Sequence[str]) -> list[str]:
+    """Groups of an attribute in reading order: prefectures by code, anything else by name."""
+    codes = [prefecture_code(v) for v in values]
+    if values and all(c is not None for c in codes):
+        return [v for _, v in sorted(zip(codes, values, strict=True))]
+    return sorted(values, key=lambda v: (str(v).casefold(), str(v)))
+
+
+def _group_members(
+    df: pd.DataFrame, by: str, top: int | None, counted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(rows, groups, names): row ``rows[i]`` of ``df`` belongs to group ``names[groups[i]]``.
+
+    A built-in grouping puts each domain in at most one group. A list attribute may put one in
+    several: a domain that rows of a list share (a city's wards on the city's domain) belongs to
+    each of their groups, and domains without a value are in ``none``.
+    """
+    if by in GROUPINGS or by not in _attribute_columns(df):
+        group, names = _group_codes(df, by, top, counted)
+        rows = np.flatnonzero(group >= 0)
+        return rows, group[rows], names
+    values = pd.Series(df[by].to_numpy(dtype=object), index=np.arange(len(df)))
+    exploded = values.str.split(VALUE_SEPARATOR).explode()
+    rows = exploded.index.to_numpy(dtype=np.int64)
+    codes, uniques = pd.factorize(exploded.to_numpy(dtype=object), use_na_sentinel=True)
+    # Each (domain, group) once, however many rows of the lists said it.
+    pairs = np.unique(np.stack([rows, codes]), axis=1)
+    rows, codes = pairs[0], pairs[1]
+    names = _attribute_order([str(u) for u in uniques])
+    position = {str(u): i for i, u in enumerate(uniques)}
+    lookup = np.empty(len(uniques) + 1, dtype=np.int64)
+    for index, name in enumerate(names):
+        lookup[position[name]] = index
+    if (codes < 0).any():
+        none = NONE if NONE not in names else f"({NONE})"
+        lookup[-1] = len(names)
+        names.append(none)
+    return rows, lookup[codes], names
+
+
 def adoption(df: pd.DataFrame, by: str = "category", top: int | None = None) -> pd.DataFrame:
     """The adoption table of a domains frame: one row per group plus ``total``.
 
@@ -351,13 +496,12 @@ def adoption(df: pd.DataFrame, by: str = "category", top: int | None = None) -> 
     number of providers shown by name when grouping by provider (default 20); categories ignore it.
     """
     masks = metric_masks(df)
-    group, names = _group_codes(df, by, top, masks["domains"])
-    in_group = group >= 0
+    rows, group, names = _group_members(df, by, top, masks["domains"])
     size = len(names)
 
     def count(mask: np.ndarray) -> np.ndarray:
-        """Per group, then the total (which includes a domain of an unknown category)."""
-        return np.append(np.bincount(group[mask & in_group], minlength=size), mask.sum())
+        """Per group, then the total: each domain once (also one of several groups or of none)."""
+        return np.append(np.bincount(group[mask[rows]], minlength=size), mask.sum())
 
     has_mx = masks["has_mx"]
     listed = count(np.ones(len(df), dtype=bool))
@@ -401,20 +545,25 @@ def report(
 ) -> pd.DataFrame:
     """`adoption` of one snapshot read from DIR (default: the newest)."""
     label = resolve_snapshot(directory, snapshot)
-    return adoption(_load_for_metrics(directory, label), by=by, top=top)
+    return adoption(_load_for_metrics(directory, label, by), by=by, top=top)
 
 
-def trend(directory: str | Path, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-    """The adoption table by category of every snapshot, oldest first, with a ``snapshot`` column.
+def trend(
+    directory: str | Path,
+    metrics: Iterable[str] | None = None,
+    by: str = "category",
+    top: int | None = None,
+) -> pd.DataFrame:
+    """The adoption table by ``by`` of every snapshot, oldest first, with a ``snapshot`` column.
 
     One snapshot is in memory at a time. ``metrics`` limits the metric columns (all by default).
     """
     chosen = check_metrics(metrics)
     frames = []
     for label in snapshots(directory):
-        table = adoption(_load_for_metrics(directory, label))
+        table = adoption(_load_for_metrics(directory, label, by), by=by, top=top)
         table.insert(0, "snapshot", label)
-        frames.append(table[["snapshot", "category", *metric_columns(chosen)]])
+        frames.append(table[["snapshot", by, *metric_columns(chosen)]])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -615,6 +764,11 @@ PROVIDER_LABELS: dict[str, dict[str, str]] = {
     "ja": {OTHER: "その他の事業者", NONE: "事業者なし", TOTAL: "合計"},
 }
 
+ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
+    "en": {NONE: "(not in a CSV list)", TOTAL: "Total"},
+    "ja": {NONE: "（CSV リスト外）", TOTAL: "合計"},
+}
+
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "metric": "Metric", "category": "Category", "mx_provider": "MX provider",
@@ -648,6 +802,8 @@ def metric_label(metric: str, lang: str = "en") -> str:
 def group_label(group: str, by: str = "category", lang: str = "en") -> str:
     """A row's label for people: category names in the language, provider names as they are."""
     _check_lang(lang)
+    if by not in GROUPINGS:  # a list attribute: its values as they are
+        return ATTRIBUTE_LABELS[lang].get(group, group)
     labels = GROUP_LABELS[lang] if by == "category" else PROVIDER_LABELS[lang]
     return labels.get(group, group)
 
@@ -760,15 +916,16 @@ def render_trend(table: pd.DataFrame, fmt: str = "table", lang: str = "en") -> s
     _check_lang(lang)
     if fmt in ("json", "csv"):
         return render(table, fmt, lang)
+    by = table.columns[1]  # the grouping, after snapshot
     labels = list(dict.fromkeys(table["snapshot"]))
-    groups = list(dict.fromkeys(table["category"]))
-    indexed = {(r["snapshot"], r["category"]): r for r in table.to_dict("records")}
+    groups = list(dict.fromkeys(table[by]))
+    indexed = {(r["snapshot"], r[by]): r for r in table.to_dict("records")}
     parts = []
     for metric in (m for m in METRICS if m in table.columns):
-        header = [TEXT[lang]["category"], *labels]
+        header = [TEXT[lang].get(by, by), *labels]
         rows = [
             [
-                group_label(g, "category", lang),
+                group_label(g, by, lang),
                 *(_cell(indexed[(s, g)], metric) if (s, g) in indexed else "—" for s in labels),
             ]
             for g in groups
