@@ -150,15 +150,17 @@ def diff_command(directory, a, b, fmt, lang) -> None:
 )
 @click.option(
     "--kind",
-    type=click.Choice(["trend", "policy", "adoption", "providers"]),
+    type=click.Choice(["trend", "policy", "adoption", "providers", "map"]),
     default="adoption",
     show_default=True,
     help="trend: a metric over the snapshots; policy: DMARC policy mix; adoption: each "
-    "mechanism; providers: a metric at the largest providers.",
+    "mechanism; providers: a metric at the largest providers; map: a metric by prefecture.",
 )
 @_LANG
 @click.option("--snapshot", metavar="LABEL", help="Snapshot to chart (default: the newest).")
-@click.option("--metric", metavar="NAME", help="Metric of trend/providers (default dmarc_valid).")
+@click.option(
+    "--metric", metavar="NAME", help="Metric of trend/providers/map (default dmarc_valid)."
+)
 @click.option(
     "--denominator",
     type=click.Choice(["domains", "mx"]),
@@ -168,10 +170,9 @@ def diff_command(directory, a, b, fmt, lang) -> None:
 )
 @click.option(
     "--by",
-    type=click.Choice(["mx_provider", "dns_provider"]),
-    default="mx_provider",
-    show_default=True,
-    help="Providers of the providers chart.",
+    metavar="NAME",
+    help="Providers of the providers chart (mx_provider, the default, or dns_provider); the "
+    "list column of prefecture names of the map (default prefecture).",
 )
 @click.option(
     "--top", type=click.IntRange(1, 50), default=15, show_default=True, help="Providers shown."

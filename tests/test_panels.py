@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import mailauth_survey as ms
 from mailauth_survey.cli import main
-from mailauth_survey.collect.engine import ScanOptions, scan
+from mailauth_survey.collect import ScanOptions, scan
 from mailauth_survey.prefectures import PREFECTURES
 from mailauth_survey.synthetic import population
 from tests.conftest import write_list
@@ -102,6 +102,7 @@ def test_a_shared_domain_counts_once_in_each_of_its_groups(scanned) -> None:
     rows = {r["kind"]: r for r in report_json(out, "--by", "kind")}
     for kind, truth in truth_by(pop, "kind").items():
         assert rows[kind]["domains"] + rows[kind]["nxdomain"] == len(truth) == kinds[kind]
+
     # A ward's city counts in city and in ward, but once in the total.
     def listed(row):
         return row["domains"] + row["nxdomain"]
@@ -152,3 +153,59 @@ def test_trend_by_prefecture(scanned) -> None:
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 49 and {r["snapshot"] for r in rows} == {"2024Q2"}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_chart_map_by_prefecture_in_each_format(scanned, tmp_path, suffix) -> None:
+    out, _ = scanned
+    target = tmp_path / f"map{suffix}"
+    res = CliRunner().invoke(
+        main,
+        ["chart", str(out), "--kind", "map", "--by", "prefecture", "--metric", "dmarc_valid",
+         "--out", str(target), "--lang", "ja"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    head = target.read_bytes()[:8]
+    assert head.startswith({".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}[suffix])
+
+
+def test_chart_map_refuses_a_column_that_is_not_prefectures(scanned, tmp_path) -> None:
+    out, _ = scanned
+    res = CliRunner().invoke(
+        main, ["chart", str(out), "--kind", "map", "--by", "kind", "--out", str(tmp_path / "m.png")]
+    )
+    assert res.exit_code != 0 and "prefecture" in res.output
+
+
+def test_map_draws_a_prefecture_without_domains_as_no_data_not_zero() -> None:
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Polygon
+
+    from mailauth_survey import maps
+
+    rows = [
+        {"prefecture": ja, "domains": 10, "has_mx": 10, "dmarc_valid": 0,
+         "dmarc_valid_pct": 0.0, "dmarc_valid_mx_pct": 0.0}
+        for code, ja, _ in PREFECTURES if code != 13
+    ]  # fmt: skip
+    fig = maps.map_figure(pd.DataFrame(rows), "2024Q2", "dmarc_valid", "en")
+    patches = [p for p in fig.axes[0].patches if isinstance(p, Polygon)]
+    assert len(patches) == 47
+    colours = [to_hex(p.get_facecolor()) for p in patches]
+    tokyo = patches[12]
+    assert to_hex(tokyo.get_facecolor()) == maps.NO_DATA and tokyo.get_hatch()
+    zero = {c for i, c in enumerate(colours) if i != 12}
+    assert zero.isdisjoint({maps.NO_DATA}) and len(zero) == 1  # 0% is the scale's first class
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("n=10") == 46  # n written where small, not on the no-data prefecture
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [("東京都", 13), ("東京", 13), ("Tokyo", 13), ("tokyo", 13), ("JP-13", 13), ("北海道", 1),
+     ("Okinawa", 47), ("13", None), ("city", None), (None, None)],
+)  # fmt: skip
+def test_prefecture_code(value, code) -> None:
+    from mailauth_survey.prefectures import prefecture_code
+
+    assert prefecture_code(value) == code
