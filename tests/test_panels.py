@@ -209,3 +209,14 @@ def test_prefecture_code(value, code) -> None:
     from mailauth_survey.prefectures import prefecture_code
 
     assert prefecture_code(value) == code
+
+
+def test_map_in_japanese_uses_the_japanese_font_only(scanned) -> None:
+    from mailauth_survey import charts
+    from tests.test_charts import font_file, labels_of
+
+    out, _ = scanned
+    fig = charts.figure(out, "map", lang="ja", by="prefecture")
+    texts = labels_of(fig)
+    assert any("都道府県" in t.get_text() for t in texts)
+    assert {font_file(t) for t in texts} == {"ipaexg.ttf"}
