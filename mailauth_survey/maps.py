@@ -67,16 +67,18 @@ def _centroid(points: np.ndarray) -> tuple[float, float]:
     return float(cx), float(cy)
 
 
-def shares(table: pd.DataFrame, column: str, by: str) -> dict[int, tuple[float | None, int]]:
+def shares(
+    table: pd.DataFrame, column: str, by: str, n: pd.Series
+) -> dict[int, tuple[float | None, int]]:
     """{prefecture code: (share or None, denominator n)} of an adoption table's prefecture rows."""
     out: dict[int, tuple[float | None, int]] = {}
-    for _, row in table.iterrows():
+    for index, row in table.iterrows():
         code = prefecture_code(row[by])
         if code is None:
             continue
         value = row[column]
         share = None if value is None or pd.isna(value) else float(value)
-        out[code] = (share, row["_n"])
+        out[code] = (share, int(n[index]))
     return out
 
 
@@ -86,9 +88,12 @@ def map_figure(
     metric: str = charts.DEFAULT_METRIC,
     lang: str = "en",
     denominator: str = "domains",
+    by: str | None = None,
 ) -> Figure:
-    """The choropleth of one metric from an adoption table grouped by a prefecture column."""
-    by = table.columns[0]
+    """The choropleth of one metric from an adoption table grouped by a prefecture column
+    (``by``; default the table's first grouping column)."""
+    if by is None:
+        by = next(c for c in table.columns if c != "snapshot")
     column = charts._pct_column(metric, denominator)
     if column not in table.columns:
         raise ReportError(f"the table has no {metric} column")
@@ -98,8 +103,8 @@ def map_figure(
         n = listed
     else:
         n = table[base]
-    table = table.assign(_n=pd.to_numeric(n, errors="coerce").fillna(0).astype(int))
-    found = shares(table, column, by)
+    n = pd.to_numeric(n, errors="coerce").fillna(0).astype(int)
+    found = shares(table, column, by, n)
     if not found:
         raise ReportError(
             f"--by {by} names no prefecture: the map needs a column of prefecture names "
