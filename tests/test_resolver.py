@@ -164,7 +164,7 @@ async def test_answers_carry_the_normalized_question(fake) -> None:
 
 
 async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
-    """The timeout FIFO names an attempt by resolver, id and serial, not by the query object:
+    """The timer wheel names an attempt by resolver, id and serial, not by the query object:
     an answered query is freed at once, not ``timeout`` seconds later (a scan's worth of them
     alive was most of what each garbage-collection pass walked)."""
     server = fake("good")
@@ -173,7 +173,7 @@ async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
         await fleet.open()
         found = await fleet.lookup_all([(f"q{i}.jp", "MX", False) for i in range(20)])
         alive = [o for o in gc.get_objects() if isinstance(o, _Query)]
-        pending = len(fleet._timers)
+        pending = fleet.pending_timers
     finally:
         fleet.close()
     assert [lk.answer.rcode for lk in found] == ["NOERROR"] * 20
