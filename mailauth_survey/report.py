@@ -240,7 +240,7 @@ def _read_snapshot(
     directory: str | Path | store.Location, label: str, columns: Sequence[str] | None
 ) -> pa.Table:
     """One snapshot's parts as an Arrow table with every schema column (absent ones as nulls)."""
-    domains_dir, _ = store.snapshot_dirs(directory, label)
+    domains_dir = store.Snapshot(directory, label).domains
     parts = [p.path for p in domains_dir.glob("part-*.parquet")]
     schema = store.DOMAINS_SCHEMA
     names = list(columns) if columns is not None else list(schema.names)

@@ -20,8 +20,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailauth_survey.probes.results import (
-    PROBES_COLUMNS,
-    PROBES_SCHEMA,
     STARTTLS_COLUMNS,
     PolicyFetch,
     SmtpProbe,
@@ -37,6 +35,7 @@ from mailauth_survey.probes.settings import (
 )
 from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
 from mailauth_survey.probes.x509 import leaf_facts
+from mailauth_survey.store import PROBES_COLUMNS, PROBES_SCHEMA
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"
