@@ -132,6 +132,7 @@ def scan(
                 progress.skipped += store.num_rows(snap.domains / spooling.part_name(b))
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
+        manifest["domains_listed"] = progress.total  # "incomplete: N of M domains" (report)
         snap.write_manifest(manifest)
         if options.cluster:
             from .cluster import run_on_cluster
