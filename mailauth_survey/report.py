@@ -31,7 +31,9 @@ Where SPEC.md leaves room, the definitions are:
 * ``dmarc_rua``: a valid DMARC record with at least one ``rua`` URI;
 * ``dkim_domainkey``: ``dkim_domainkey == "exists"``; ``dkim_selector``: ``dkim_selectors`` not
   empty (both lower bounds: only the probed selectors are known);
-* ``mta_sts``, ``tlsrpt``, ``bimi``: the record's status is ``valid``;
+* ``mta_sts``, ``tlsrpt``, ``bimi``: the record's status is ``valid``; ``bimi_declined``: the
+  domain publishes a BIMI declination (``bimi_status == "declined"``, SPEC.md), shown in its own
+  row because it is a record but not adoption;
 * ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce``;
   ``starttls``: every MX address that spoke SMTP did STARTTLS (only with ``--probe-smtp``);
   ``dane``: every MX host has a validated, usable TLSA RRset; ``dnssec``: the apex answers were
@@ -182,6 +184,7 @@ def metric_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
     m["mta_sts"] = ok & _is(df["mta_sts_status"], "valid")
     m["tlsrpt"] = ok & _is(df["tlsrpt_status"], "valid")
     m["bimi"] = ok & _is(df["bimi_status"], "valid")
+    m["bimi_declined"] = ok & _is(df["bimi_status"], "declined")
     policy = ok & _is(_column(df, "mta_sts_policy_status"), "valid")
     mode = _column(df, "mta_sts_mode")
     match = _column(df, "mta_sts_mx_match")
@@ -239,7 +242,7 @@ def _known_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
     known["dkim_selector"] = ok
     known["mta_sts"] = fine("mta_sts_status", "temperror")
     known["tlsrpt"] = fine("tlsrpt_status", "temperror")
-    known["bimi"] = fine("bimi_status", "temperror")
+    known["bimi"] = known["bimi_declined"] = fine("bimi_status", "temperror")
     known |= measured_masks(df)
     return known
 
@@ -1019,6 +1022,7 @@ METRIC_LABELS: dict[str, dict[str, str]] = {
         "dmarc_rua": "DMARC with rua",
         "dkim_domainkey": "DKIM _domainkey", "dkim_selector": "DKIM key found",
         "mta_sts": "MTA-STS", "tlsrpt": "TLS-RPT", "bimi": "BIMI",
+        "bimi_declined": "BIMI declined",
         "mta_sts_enforce": "MTA-STS enforce", "mta_sts_mismatch": "MTA-STS MX mismatch",
         "starttls": "STARTTLS (all MX)", "dane": "DANE (all MX)", "dnssec": "DNSSEC validated",
         "nxdomain": "NXDOMAIN", "servfail": "SERVFAIL", "timeout": "Timeout",
@@ -1035,6 +1039,7 @@ METRIC_LABELS: dict[str, dict[str, str]] = {
         "dmarc_rua": "DMARC rua あり",
         "dkim_domainkey": "DKIM _domainkey あり", "dkim_selector": "DKIM 鍵を検出",
         "mta_sts": "MTA-STS 有効", "tlsrpt": "TLS-RPT 有効", "bimi": "BIMI 有効",
+        "bimi_declined": "BIMI 辞退（l= 空）",
         "mta_sts_enforce": "MTA-STS 強制（enforce）", "mta_sts_mismatch": "MTA-STS MX 不一致",
         "starttls": "STARTTLS（全 MX）", "dane": "DANE（全 MX）", "dnssec": "DNSSEC 検証済み",
         "nxdomain": "NXDOMAIN（存在しない）", "servfail": "SERVFAIL", "timeout": "タイムアウト",
@@ -1110,7 +1115,7 @@ TEXT: dict[str, dict[str, str]] = {
         "全体に占める割合。",
         "cell_note_mx": "セル: 件数と、MX を持つドメインに占める割合（MX あり・Null MX は存在する"
         "ドメインに占める割合）。NXDOMAIN とエラーはリスト全体に占める割合。",
-        "ci_note": " 括弧内は 95% 信頼区間（Wilson）。",
+        "ci_note": "括弧内は 95% 信頼区間（Wilson）。",
         "small_note": "† {n} ドメイン未満: 割合の精度が低い（--ci で 95% 信頼区間を表示）。",
         "unmeasured_note": "未測定: {reasons}。",
         "why_smtp": "--probe-smtp を指定していない",
@@ -1178,7 +1183,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  "spf_all_neutral", "spf_all_pass", "spf_all_none")),
     ("sec_dmarc", ("dmarc_valid", "dmarc_invalid", "dmarc_none", "dmarc_quarantine",
                    "dmarc_reject", "dmarc_enforcing", "dmarc_rua")),
-    ("sec_dkim", ("dkim_domainkey", "dkim_selector", "bimi")),
+    ("sec_dkim", ("dkim_domainkey", "dkim_selector", "bimi", "bimi_declined")),
     ("sec_transport", ("mta_sts", "tlsrpt", "mta_sts_enforce", "mta_sts_mismatch", "starttls",
                        "dane", "dnssec")),
     ("sec_errors", ("servfail", "timeout", "refused", "error")),
@@ -1358,15 +1363,17 @@ def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
     def when(value: Any) -> str:
         return str(value).replace("T", " ").replace("+00:00", "")[:16] if value else "?"
 
+    start, end = when(facts.get("started_at")), when(facts.get("finished_at"))
+    if start[:10] == end[:10] and len(end) == 16:
+        end = end[11:]  # the same day: its time only
+
     def onoff(value: Any) -> str:
         return t["unknown"] if value is None else t["on"] if value else t["off"]
 
     probes = facts.get("probes") or {}
     parts = [
         f"{t['snapshot']} {facts.get('snapshot')}",
-        t["scanned"].format(
-            start=when(facts.get("started_at")), end=when(facts.get("finished_at"))
-        ),
+        t["scanned"].format(start=start, end=end),
         t["listed_exist"].format(
             listed=f"{facts.get('listed') or 0:,}", exist=f"{facts.get('exist') or 0:,}"
         ),
@@ -1520,7 +1527,8 @@ def render(
     keys = group_keys(table)
     if metrics:
         fixed = [c for c in table.columns if c in ("snapshot", "label") or c in keys]
-        table = table[fixed + [c for c in metric_columns(chosen) if c in table.columns]]
+        keep = metric_columns(dict.fromkeys(["domains", *chosen]))  # domains: the n of shares
+        table = table[fixed + [c for c in keep if c in table.columns]]
     if fmt == "json":
         return json.dumps(to_records(table), ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":

@@ -201,3 +201,50 @@ def test_mta_sts_enforce_needs_every_mx_matched(tmp_path: Path) -> None:
     assert total["mta_sts_enforce"] == 1
     assert total["mta_sts_mismatch"] == 2
     assert total["mta_sts_enforce_measured"] == 5  # the timeout is not a definite answer
+
+
+# --- 4. a terminal table that fits -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every category and eight providers of 10+ domains each: tables far wider than 100."""
+    out = tmp_path_factory.mktemp("wide")
+    cats = list(report.CATEGORIES)
+    rows = [
+        row(f"d{i}.example.jp", cats[i % len(cats)], **mail(f"mail-provider-{i % 8}.example.com"),
+            **spf("-all"), **(dmarc("none") if i % 3 else {"dmarc_status": "none"}))
+        for i in range(160)
+    ]  # fmt: skip
+    rows.append(row("gone.co.jp", "co", "nxdomain"))
+    write(out, "2024Q2", rows, **NO_PROBES)
+    return out
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("by", ["category", "mx_provider"])
+def test_people_table_fits_the_width(wide: Path, lang: str, width: int, by: str) -> None:
+    from rich.cells import cell_len
+
+    out = cli("report", wide, "--by", by, "--lang", lang, env={"COLUMNS": str(width)})
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert max(cell_len(line) for line in lines) <= width
+    assert sum(line.startswith("┏") for line in lines) >= 2  # split into several tables
+    table = report.report(wide, by=by, lang=lang)
+    for label in table["label"]:  # every group is in one of them
+        assert any(label in line for line in lines if line.startswith("┃")), label
+
+
+def test_people_table_rows_and_sections(wide: Path) -> None:
+    lines = cli("report", wide, env={"COLUMNS": "100"}).stdout.splitlines()
+    first = lines[: next(i for i, line in enumerate(lines) if line.startswith("├"))]
+    assert any("NXDOMAIN" in line for line in first)  # with the domains, not with the errors
+    exist = next(line for line in lines if "Domains (exist)" in line)
+    assert "%" not in exist and "MX" not in exist  # no meaningless "MX 100%"
+    picked = cli("report", wide, "--metric", "dmarc_valid", "--metric", "spf_valid",
+                 env={"COLUMNS": "100"}).stdout  # fmt: skip
+    rows = [line for line in picked.splitlines() if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in rows][:2] == ["SPF valid", "DMARC valid"]
+    assert not any("DKIM" in line or "MTA-STS" in line for line in rows)
