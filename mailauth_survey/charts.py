@@ -51,7 +51,7 @@ _POLICY_COLOURS = {
     "dmarc_reject": "vermillion",
 }
 
-KINDS = ("trend", "policy", "adoption", "providers")
+KINDS = ("trend", "policy", "adoption", "providers", "map")
 SUFFIXES = (".png", ".svg", ".pdf")
 DENOMINATORS = ("domains", "mx")
 SIZE_IN = (16.0, 9.0)
@@ -369,7 +369,7 @@ def figure(
     snapshot: str | None = None,
     metric: str | None = None,
     denominator: str = "domains",
-    by: str = "mx_provider",
+    by: str | None = None,
     top: int | None = None,
     min_domains: int | None = None,
     title: str | None = None,
@@ -387,8 +387,8 @@ def figure(
         raise ReportError(f"unknown chart kind {kind!r}: use one of {', '.join(KINDS)}")
     if lang not in report.LANGS:
         raise ReportError(f"unknown language {lang!r}: use ja or en")
-    if metric is not None and kind not in ("trend", "providers"):
-        raise ReportError(f"--metric applies to the trend and providers charts, not {kind}")
+    if metric is not None and kind not in ("trend", "providers", "map"):
+        raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     chosen = report.check_metrics([metric or DEFAULT_METRIC])[0]
@@ -398,9 +398,17 @@ def figure(
         return trend_figure(table, chosen, lang, denominator)
     label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     if kind == "providers":
+        by = by or "mx_provider"
         table = report.report(directory, label, by=by, top=top, min_domains=min_domains)
         _refuse_unmeasured(table, chosen)
         return providers_figure(table, label, chosen, lang, denominator)
+    if kind == "map":  # a list column of prefecture names (maps.py)
+        from .maps import map_figure
+
+        by = by or "prefecture"
+        table = report.report(directory, label, by=by)
+        _refuse_unmeasured(table, chosen)
+        return map_figure(table, label, chosen, lang, denominator, by)
     table = report.report(directory, label)
     if kind == "policy":
         return policy_figure(table, label, lang, denominator)
