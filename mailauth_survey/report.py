@@ -275,7 +275,7 @@ def snapshots(directory: str | Path | store.Location) -> list[str]:
 
 def _manifest(directory: str | Path | store.Location, label: str) -> dict[str, Any]:
     try:
-        return store.read_manifest(directory, label) or {}
+        return store.Snapshot(directory, label).read_manifest() or {}
     except (ValueError, OSError):  # a damaged manifest: the data may still be read
         return {}
 
@@ -333,8 +333,8 @@ def resolve_snapshot(
 
 
 def _rows_written(directory: str | Path | store.Location, label: str) -> int:
-    domains_dir, _ = store.snapshot_dirs(directory, label)
-    return sum(store.num_rows(p) for p in domains_dir.glob("part-*.parquet"))
+    parts = store.Snapshot(directory, label).domains.glob("part-*.parquet")
+    return sum(store.num_rows(p) for p in parts)
 
 
 def incomplete_note(directory: str | Path | store.Location, label: str) -> str:
@@ -397,7 +397,7 @@ def _read_snapshot(
     directory: str | Path | store.Location, label: str, columns: Sequence[str] | None
 ) -> pa.Table:
     """One snapshot's parts as an Arrow table with every schema column (absent ones as nulls)."""
-    domains_dir, _ = store.snapshot_dirs(directory, label)
+    domains_dir = store.Snapshot(directory, label).domains
     parts = [p.path for p in domains_dir.glob("part-*.parquet")]
     schema = store.DOMAINS_SCHEMA
     names = list(columns) if columns is not None else list(schema.names)
