@@ -72,7 +72,7 @@ PROVIDER_COLOURS = {
     report.OTHER: LIGHT_GREY,
 }
 
-KINDS = ("trend", "policy", "adoption", "providers")
+KINDS = ("trend", "policy", "adoption", "providers", "map")
 SUFFIXES = (".png", ".svg", ".pdf")
 DENOMINATORS = ("domains", "mx")
 SIZE_IN = (16.0, 9.0)
@@ -93,8 +93,8 @@ _TEXT = {
         "domains": "% of domains that exist",
         "mx": "% of domains with MX",
         "listed": "% of listed domains",
-        "trend": "{metric} by category, {first} – {last}",
-        "trend_one": "{metric} by category, {first}",
+        "trend": "{metric} by {by}, {first} – {last}",
+        "trend_one": "{metric} by {by}, {first}",
         "policy": "DMARC policy by category, {snapshot}",
         "adoption": "Adoption by mechanism, all domains, {snapshot}",
         "providers": "{metric} at the {n} largest {by}s, {snapshot}",
@@ -114,8 +114,8 @@ _TEXT = {
         "domains": "存在するドメインに占める割合 (%)",
         "mx": "MX を持つドメインに占める割合 (%)",
         "listed": "リスト全体に占める割合 (%)",
-        "trend": "{metric}の推移（種別ごと、{first}〜{last}）",
-        "trend_one": "{metric}（種別ごと、{first}）",
+        "trend": "{metric}の推移（{by}ごと、{first}〜{last}）",
+        "trend_one": "{metric}（{by}ごと、{first}）",
         "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
         "adoption": "送信ドメイン認証技術の導入状況（全ドメイン、{snapshot}）",
         "providers": "{by}上位 {n} 社の{metric}（{snapshot}）",
@@ -392,8 +392,11 @@ def trend_figure(
         ax.set_ylabel(_denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        shown_by = {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
+            key, _TEXT[lang].get(key, key)
+        )
         text = title or _TEXT[lang]["trend_one" if one else "trend"].format(
-            metric=report.metric_label(metric, lang), first=labels[0], last=labels[-1]
+            metric=report.metric_label(metric, lang), by=shown_by, first=labels[0], last=labels[-1]
         )
         _title(ax, text, _denominator_text(metric, denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any_small, ci))
@@ -609,7 +612,7 @@ def figure(
     snapshot: str | None = None,
     metric: str | None = None,
     denominator: str = "domains",
-    by: str = "mx_provider",
+    by: str | None = None,
     top: int | None = None,
     min_domains: int | None = None,
     title: str | None = None,
@@ -630,8 +633,8 @@ def figure(
         raise ReportError(f"unknown chart kind {kind!r}: use one of {', '.join(KINDS)}")
     if lang not in report.LANGS:
         raise ReportError(f"unknown language {lang!r}: use ja or en")
-    if metric is not None and kind not in ("trend", "providers"):
-        raise ReportError(f"--metric applies to the trend and providers charts, not {kind}")
+    if metric is not None and kind not in ("trend", "providers", "map"):
+        raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     if kind != "providers" and (top is not None or min_domains is not None):
@@ -640,14 +643,25 @@ def figure(
     _pct_column(chosen, denominator)  # checked before the snapshots are read
     style = {"title": title, "source": source, "ci": ci}
     if kind == "trend":
-        table = report.trend(directory, [chosen], lang=lang, include_incomplete=include_incomplete)
+        table = report.trend(
+            directory, [chosen], by=by or "category", lang=lang,
+            include_incomplete=include_incomplete,
+        )  # fmt: skip
         _refuse_unmeasured(table, chosen, lang)
         return trend_figure(table, chosen, lang, denominator, **style)
     label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     if kind == "providers":
+        by = by or "mx_provider"
         table = report.report(directory, label, by=by, top=top, min_domains=min_domains, lang=lang)
         _refuse_unmeasured(table, chosen, lang)
         return providers_figure(table, label, chosen, lang, denominator, **style)
+    if kind == "map":  # a list column of prefecture names (maps.py)
+        from .maps import map_figure
+
+        by = by or "prefecture"
+        table = report.report(directory, label, by=by, lang=lang)
+        _refuse_unmeasured(table, chosen, lang)
+        return map_figure(table, label, chosen, lang, denominator, by)
     table = report.report(directory, label, lang=lang)
     if kind == "policy":
         return policy_figure(table, label, lang, denominator, **style)

@@ -278,18 +278,18 @@ def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> No
 )
 @click.option(
     "--kind",
-    type=click.Choice(["trend", "policy", "adoption", "providers"]),
+    type=click.Choice(["trend", "policy", "adoption", "providers", "map"]),
     default="adoption",
     show_default=True,
     help="trend: a metric over the snapshots; policy: DMARC policy mix; adoption: each "
-    "mechanism; providers: a metric at the largest providers.",
+    "mechanism; providers: a metric at the largest providers; map: a metric by prefecture.",
 )
 @_LANG
 @_SNAPSHOT
 @click.option(
     "--metric",
     metavar="NAME",
-    help=f"Metric of trend/providers (default dmarc_valid). NAME is one of: {_METRIC_NAMES}.",
+    help=f"Metric of trend/providers/map (default dmarc_valid). NAME is one of: {_METRIC_NAMES}.",
 )
 @click.option(
     "--denominator",
@@ -300,10 +300,9 @@ def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> No
 )
 @click.option(
     "--by",
-    type=click.Choice(["mx_provider", "dns_provider"]),
-    default="mx_provider",
-    show_default=True,
-    help="Providers of the providers chart.",
+    metavar="NAME",
+    help="Providers of the providers chart (mx_provider, the default, or dns_provider); the "
+    "list column of prefecture names of the map (default prefecture).",
 )
 @click.option(
     "--top",
@@ -340,6 +339,35 @@ def chart_command(
         )  # fmt: skip
 
     click.echo(f"wrote {_reporting(run)}", err=True)
+
+
+@main.command("publish")
+@_RESULTS
+@click.option(
+    "--snapshot", metavar="LABEL", help="Snapshot to publish (default: the newest complete one)."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    metavar="FOLDER",
+    type=click.Path(file_okay=False),
+    help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
+)
+@_LANG
+def publish_command(directory, snapshot, out, lang) -> None:
+    """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
+
+    FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
+    a USB stick or as a mail attachment. report.xlsx and every chart as PNG and SVG sit beside it.
+    """
+
+    def run() -> object:
+        from . import publish
+
+        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+
+    click.echo(str(_reporting(run)))
 
 
 # --- collection: scan, reanalyze, spf-check, demo ---
@@ -585,7 +613,7 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the demo snapshots and chart.",
+    help="Folder for the demo snapshots, chart and page (site/).",
 )
 @click.option(
     "--lang",
@@ -598,7 +626,8 @@ def demo(out, lang) -> None:
     """Run the whole pipeline offline on a synthetic .jp sample (no network needed).
 
     An embedded DNS server on loopback serves ~2,000 synthetic domains in two quarters
-    (2023Q4, 2024Q2); both are scanned, the report printed and a trend chart written.
+    (2023Q4, 2024Q2); both are scanned, the report printed, a trend chart written and the
+    page of `publish` written to OUT/site/index.html.
     """
     from .demo import run_demo
 
