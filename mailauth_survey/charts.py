@@ -5,10 +5,8 @@ scan host without a display is fine, and a notebook still shows them). Every fig
 (16 × 9 in) and saved at 150 dpi (PNG 2400 × 1350) or as vector SVG/PDF, by the file suffix. Colours are the Okabe–Ito palette (safe for colour-blind readers), with
 line styles and markers as a second cue. Titles name the snapshot(s) and the denominator.
 
-Japanese labels use IPAexGothic from the ``matplotlib-fontja`` package. The font is registered
-with matplotlib without importing that package (its import changes the global rcParams). Texts
-take the font when they are made inside `_style`, and ticks made at a later draw copy the first
-tick's, so a figure shown later in a notebook keeps it.
+Size, fonts (Japanese too), style and titles are shared with the map and the published page:
+:mod:`mailauth_survey.chartkit`.
 
 Notebooks can build figures from tables they already have (`trend_figure`, `policy_figure`,
 `adoption_figure`, `providers_figure`) or straight from a results folder (`figure`, `chart`).
@@ -16,20 +14,26 @@ Notebooks can build figures from tables they already have (`trend_figure`, `poli
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
-from matplotlib import font_manager
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import report
-from .report import ERROR_METRICS, TOTAL, ReportError
+from .chartkit import (
+    DEFAULT_METRIC,
+    DPI,
+    SAVE_RC,
+    denominator_text,
+    metadata,
+    new_figure,
+    pct_column,
+    set_title,
+    style,
+)
+from .report import TOTAL, ReportError
 
 #: Okabe & Ito (2008), black first; yellow is kept for fills, never for thin lines.
 OKABE_ITO = {
@@ -53,23 +57,15 @@ _POLICY_COLOURS = {
 
 KINDS = ("trend", "policy", "adoption", "providers", "map")
 SUFFIXES = (".png", ".svg", ".pdf")
-DENOMINATORS = ("domains", "mx")
-SIZE_IN = (16.0, 9.0)
-DPI = 150
-JA_FONT = "IPAexGothic"
 
 #: The metrics of the `adoption` chart, in reading order.
 ADOPTION_CHART_METRICS = (
     "spf_valid", "spf_all_fail", "dmarc_valid", "dmarc_enforcing", "dmarc_rua",
     "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi",
 )  # fmt: skip
-DEFAULT_METRIC = "dmarc_valid"
 
 _TEXT = {
     "en": {
-        "domains": "% of domains that exist",
-        "mx": "% of domains with MX",
-        "listed": "% of listed domains",
         "trend": "{metric} by category, {first} – {last}",
         "policy": "DMARC policy by category, {snapshot}",
         "adoption": "Adoption by mechanism, all domains, {snapshot}",
@@ -80,9 +76,6 @@ _TEXT = {
         "n": "{n:,} domains",
     },
     "ja": {
-        "domains": "存在するドメインに占める割合 (%)",
-        "mx": "MX を持つドメインに占める割合 (%)",
-        "listed": "リスト全体に占める割合 (%)",
         "trend": "{metric}の推移（種別ごと、{first}〜{last}）",
         "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
         "adoption": "送信ドメイン認証技術の導入状況（全ドメイン、{snapshot}）",
@@ -95,82 +88,6 @@ _TEXT = {
 }
 
 
-# --- fonts and style ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def japanese_font_path() -> Path:
-    """IPAexGothic from the matplotlib-fontja package, registered with matplotlib once."""
-    spec = importlib.util.find_spec("matplotlib_fontja")  # locate only: importing it sets rcParams
-    if spec is None or not spec.submodule_search_locations:
-        raise ReportError(
-            "Japanese labels need the matplotlib-fontja package: pip install matplotlib-fontja"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / "ipaexg.ttf"
-    if not path.is_file():
-        raise ReportError(f"the Japanese font is missing from matplotlib-fontja ({path})")
-    font_manager.fontManager.addfont(str(path))
-    return path
-
-
-def _font_family(lang: str) -> list[str]:
-    if lang == "ja":
-        japanese_font_path()
-        return [JA_FONT, "DejaVu Sans"]  # DejaVu only for a glyph IPAexGothic lacks
-    return ["DejaVu Sans"]
-
-
-_SAVE_RC = {
-    "axes.unicode_minus": False,  # an ASCII hyphen-minus: in every font
-    "pdf.fonttype": 42,  # TrueType embedded: text stays text in the PDF
-    "svg.fonttype": "path",  # SVG looks the same without the font installed
-}
-
-
-@contextmanager
-def _style(lang: str) -> Iterator[None]:
-    """Slide-sized type and the language's font while a figure is built."""
-    rc = {
-        **_SAVE_RC,
-        "font.family": _font_family(lang),
-        "font.size": 16,
-        "axes.titlesize": 22,
-        "axes.labelsize": 17,
-        "legend.fontsize": 14,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-    with matplotlib.rc_context(rc):
-        yield
-
-
-def _new_figure(lang: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _denominator_text(metric: str, denominator: str, lang: str) -> str:
-    if metric in ERROR_METRICS:
-        return _TEXT[lang]["listed"]
-    return _TEXT[lang][denominator]
-
-
-def _pct_column(metric: str, denominator: str) -> str:
-    if denominator not in DENOMINATORS:
-        raise ReportError(f"unknown denominator {denominator!r}: use domains or mx")
-    if denominator == "mx" and metric in ERROR_METRICS:
-        raise ReportError(f"{metric} has no MX denominator (an error domain's MX is unknown)")
-    return f"{metric}_pct" if denominator == "domains" else f"{metric}_mx_pct"
-
-
-def _title(ax: Axes, text: str, denominator_text: str) -> None:
-    # IPAexGothic has no bold face (matplotlib would log a fallback): Japanese titles stay regular.
-    japanese = matplotlib.rcParams["font.family"][0] == JA_FONT
-    ax.set_title(
-        f"{text}\n{denominator_text}", loc="left", fontweight="normal" if japanese else "bold"
-    )
-
-
 # --- figures from tables -----------------------------------------------------------------------
 
 
@@ -181,13 +98,13 @@ def trend_figure(
     denominator: str = "domains",
 ) -> Figure:
     """Lines: one metric's percentage over the snapshots, one line per category, total in black."""
-    column = _pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     if column not in table.columns:
         raise ReportError(f"the trend table has no {metric} column")
     labels = list(dict.fromkeys(table["snapshot"]))
     x = {label: i for i, label in enumerate(labels)}
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         groups = list(dict.fromkeys(g for g in table["category"] if g != TOTAL))
         for i, group in enumerate(groups):
             rows = table[table["category"] == group]
@@ -215,13 +132,13 @@ def trend_figure(
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlim(-0.3, max(len(labels) - 0.7, 0.3))
         ax.set_ylim(bottom=0)
-        ax.set_ylabel(_denominator_text(metric, denominator, lang))
+        ax.set_ylabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         title = _TEXT[lang]["trend"].format(
             metric=report.metric_label(metric, lang), first=labels[0], last=labels[-1]
         )
-        _title(ax, title, _denominator_text(metric, denominator, lang))
+        set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig
 
 
@@ -235,13 +152,13 @@ def policy_figure(
     metrics = ("dmarc_none", "dmarc_quarantine", "dmarc_reject")
     groups = list(table["category"])[::-1]  # barh draws bottom-up; read top-down in table order
     rows = table.set_index("category").loc[groups]
-    valid = rows[_pct_column("dmarc_valid", denominator)].fillna(0.0)
+    valid = rows[pct_column("dmarc_valid", denominator)].fillna(0.0)
     upper = min(100.0, max(10.0, float(valid.max()) * 1.15))  # small shares stay readable
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         left = pd.Series(0.0, index=groups)
         for metric in metrics:
-            values = rows[_pct_column(metric, denominator)].fillna(0.0)
+            values = rows[pct_column(metric, denominator)].fillna(0.0)
             bars = ax.barh(
                 [report.group_label(g, "category", lang) for g in groups],
                 values,
@@ -255,11 +172,11 @@ def policy_figure(
             ax.bar_label(bars, labels=shown, label_type="center", fontsize=13)
             left = left + values.to_numpy()
         ax.set_xlim(0, upper)
-        ax.set_xlabel(_denominator_text("dmarc_valid", denominator, lang))
+        ax.set_xlabel(denominator_text("dmarc_valid", denominator, lang))
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         title = _TEXT[lang]["policy"].format(snapshot=snapshot)
-        _title(ax, title, _denominator_text("dmarc_valid", denominator, lang))
+        set_title(ax, title, denominator_text("dmarc_valid", denominator, lang))
         return fig
 
 
@@ -272,24 +189,24 @@ def adoption_figure(
 ) -> Figure:
     """Bars: the total row's percentage for each mechanism."""
     total = table[table[report.group_keys(table)[0]] == TOTAL].iloc[0]
-    shares = total[[_pct_column(m, denominator) for m in metrics]].astype(float)
+    shares = total[[pct_column(m, denominator) for m in metrics]].astype(float)
     values = shares.fillna(0.0).tolist()  # no denominator (an empty snapshot): no bar, a dash
     labels = ["—" if pd.isna(v) else f"{v:.1f}%" for v in shares]
     colours = [OKABE_ITO[_colour_of(m)] for m in metrics]
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         bars = ax.bar([report.metric_label(m, lang) for m in metrics], values, color=colours)
         ax.bar_label(bars, labels=labels, padding=4, fontsize=14)
         ax.set_ylim(0, max(10.0, max(values, default=0.0) * 1.15))
-        ax.set_ylabel(_denominator_text(metrics[0], denominator, lang))
+        ax.set_ylabel(denominator_text(metrics[0], denominator, lang))
         ax.tick_params(axis="x", labelrotation=20)
         ax.grid(axis="y", alpha=0.3)
         n = int(total["domains"] if denominator == "domains" else total["has_mx"])
         title = _TEXT[lang]["adoption"].format(snapshot=snapshot)
-        _title(
+        set_title(
             ax,
             title,
-            f"{_denominator_text(metrics[0], denominator, lang)}, {_TEXT[lang]['n'].format(n=n)}",
+            f"{denominator_text(metrics[0], denominator, lang)}, {_TEXT[lang]['n'].format(n=n)}",
         )
         return fig
 
@@ -322,11 +239,11 @@ def providers_figure(
     and the total is a dashed reference line.
     """
     by = report.group_keys(table)[0]
-    column = _pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     named = table[~table[by].isin([report.OTHER, report.NONE, TOTAL])][::-1]
     total = table[table[by] == TOTAL].iloc[0]
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         labels = [
             f"{p}  ({_TEXT[lang]['n'].format(n=int(n))})"
             for p, n in zip(named[by], named["domains"], strict=True)
@@ -346,7 +263,7 @@ def providers_figure(
                 fontsize=14,
             )
         ax.set_xlim(0, 105)
-        ax.set_xlabel(_denominator_text(metric, denominator, lang))
+        ax.set_xlabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="x", alpha=0.3)
         title = _TEXT[lang]["providers"].format(
             metric=report.metric_label(metric, lang),
@@ -354,7 +271,7 @@ def providers_figure(
             by=_TEXT[lang].get(by, by),
             snapshot=snapshot,
         )
-        _title(ax, title, _denominator_text(metric, denominator, lang))
+        set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig
 
 
@@ -427,9 +344,9 @@ def save(fig: Figure, out: str | Path) -> Path:
     """Write a figure as PNG (150 dpi), SVG or PDF, by the file's suffix."""
     out = _check_out(out)
     suffix = out.suffix.lower()
-    with matplotlib.rc_context(_SAVE_RC):
+    with matplotlib.rc_context(SAVE_RC):
         try:
-            fig.savefig(out, dpi=DPI, format=suffix[1:], metadata=_metadata(suffix))
+            fig.savefig(out, dpi=DPI, format=suffix[1:], metadata=metadata(suffix))
         except OSError as exc:
             raise ReportError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return out
@@ -442,15 +359,6 @@ def _check_out(out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise ReportError(f"{out.parent}: no such directory")
     return out
-
-
-def _metadata(suffix: str) -> dict[str, str | None]:
-    creator = "mailauth-survey"
-    if suffix == ".png":
-        return {"Software": creator}
-    if suffix == ".svg":
-        return {"Creator": creator, "Date": None}  # no date: the same data makes the same file
-    return {"Creator": creator, "CreationDate": None}
 
 
 def chart(

@@ -475,7 +475,7 @@ def _load_for_metrics(directory: str | Path | store.Location, label: str) -> pd.
 
 def _lists_frame(directory: str | Path | store.Location, label: str) -> pd.DataFrame | None:
     """A snapshot's lists table (domain, list, the lists' own columns), None when it has none."""
-    folder = store.lists_dir(directory, label)
+    folder = store.Snapshot(directory, label).lists
     parts = [p.path for p in folder.glob("part-*.parquet")]
     if not parts:
         return None
