@@ -66,7 +66,7 @@ ADOPTION_CHART_METRICS = (
 
 _TEXT = {
     "en": {
-        "trend": "{metric} by category, {first} – {last}",
+        "trend": "{metric} by {by}, {first} – {last}",
         "policy": "DMARC policy by category, {snapshot}",
         "adoption": "Adoption by mechanism, all domains, {snapshot}",
         "providers": "{metric} at the {n} largest {by}s, {snapshot}",
@@ -76,7 +76,7 @@ _TEXT = {
         "n": "{n:,} domains",
     },
     "ja": {
-        "trend": "{metric}の推移（種別ごと、{first}〜{last}）",
+        "trend": "{metric}の推移（{by}ごと、{first}〜{last}）",
         "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
         "adoption": "送信ドメイン認証技術の導入状況（全ドメイン、{snapshot}）",
         "providers": "{by}上位 {n} 社の{metric}（{snapshot}）",
@@ -103,26 +103,27 @@ def trend_figure(
         raise ReportError(f"the trend table has no {metric} column")
     labels = list(dict.fromkeys(table["snapshot"]))
     x = {label: i for i, label in enumerate(labels)}
+    by = table.columns[1]  # the grouping (category, or a provider or list column), after snapshot
     with style(lang):
         fig, ax = new_figure(lang)
-        groups = list(dict.fromkeys(g for g in table["category"] if g != TOTAL))
+        groups = list(dict.fromkeys(g for g in table[by] if g != TOTAL))
         for i, group in enumerate(groups):
-            rows = table[table["category"] == group]
+            rows = table[table[by] == group]
             ax.plot(
                 [x[s] for s in rows["snapshot"]],
                 rows[column],
-                label=report.group_label(group, "category", lang),
+                label=report.group_label(group, by, lang),
                 color=OKABE_ITO[_LINE_COLOURS[i % len(_LINE_COLOURS)]],
                 linestyle=_LINE_STYLES[(i // len(_LINE_COLOURS)) % len(_LINE_STYLES)],
                 marker=_MARKERS[i % len(_MARKERS)],
                 linewidth=2.2,
                 markersize=7,
             )
-        total = table[table["category"] == TOTAL]
+        total = table[table[by] == TOTAL]
         ax.plot(
             [x[s] for s in total["snapshot"]],
             total[column],
-            label=report.group_label(TOTAL, "category", lang),
+            label=report.group_label(TOTAL, by, lang),
             color=OKABE_ITO["black"],
             linewidth=4,
             marker="o",
@@ -135,8 +136,11 @@ def trend_figure(
         ax.set_ylabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        shown_by = {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
+            by, _TEXT[lang].get(by, by)
+        )
         title = _TEXT[lang]["trend"].format(
-            metric=report.metric_label(metric, lang), first=labels[0], last=labels[-1]
+            metric=report.metric_label(metric, lang), by=shown_by, first=labels[0], last=labels[-1]
         )
         set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig
@@ -310,7 +314,9 @@ def figure(
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     chosen = report.check_metrics([metric or DEFAULT_METRIC])[0]
     if kind == "trend":
-        table = report.trend(directory, [chosen], include_incomplete=include_incomplete)
+        table = report.trend(
+            directory, [chosen], by=by or "category", include_incomplete=include_incomplete
+        )
         _refuse_unmeasured(table, chosen)
         return trend_figure(table, chosen, lang, denominator)
     label = report.resolve_snapshot(directory, snapshot, include_incomplete)
