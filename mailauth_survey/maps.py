@@ -19,6 +19,7 @@ from matplotlib import colormaps
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle
+from matplotlib.path import Path as MplPath
 
 from . import report
 from .chartkit import DEFAULT_METRIC, denominator_text, new_figure, pct_column, set_title, style
@@ -56,16 +57,19 @@ def outlines() -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(p, dtype=float) for p in japanmap.pref_points())
 
 
-def _centroid(points: np.ndarray) -> tuple[float, float]:
-    """Area centroid of a closed polygon (shoelace), where its label goes."""
-    x, y = points[:, 0], points[:, 1]
-    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
-    area = cross.sum() / 2
-    if abs(area) < 1e-12:
-        return float(x.mean()), float(y.mean())
-    cx = ((x + np.roll(x, -1)) * cross).sum() / (6 * area)
-    cy = ((y + np.roll(y, -1)) * cross).sum() / (6 * area)
-    return float(cx), float(cy)
+def label_point(points: np.ndarray, grid: int = 24) -> tuple[float, float]:
+    """Where a prefecture's label goes: the point of a grid over its outline that is inside it
+    and farthest from its edge (a bay or a narrow shape would put the centroid outside)."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    candidates = np.column_stack([xs.ravel(), ys.ravel()])
+    inside = candidates[MplPath(points).contains_points(candidates)]
+    if not len(inside):
+        return float(points[:, 0].mean()), float(points[:, 1].mean())
+    scale = np.array([np.cos(np.radians(36)), 1.0])  # distances as drawn
+    gaps = np.sqrt((((inside[:, None, :] - points[None, :, :]) * scale) ** 2).sum(axis=2))
+    best = inside[gaps.min(axis=1).argmax()]
+    return float(best[0]), float(best[1])
 
 
 def shares(
@@ -130,7 +134,7 @@ def map_figure(
                 )
             )  # fmt: skip
             if share is not None and n < SMALL_N:
-                cx, cy = _centroid(points)
+                cx, cy = label_point(points)
                 dark = share >= 60
                 ax.text(
                     cx, cy, f"n={n}", ha="center", va="center", fontsize=9,
