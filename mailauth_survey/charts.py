@@ -9,10 +9,8 @@ a second cue. Titles name the snapshot(s) and the denominator; every share shows
 under 30 domains are drawn hollow and marked †; a methods footnote from the manifest (or
 ``--source``) sits under the plot.
 
-Japanese labels use IPAexGothic from the ``matplotlib-fontja`` package. The font is registered
-with matplotlib without importing that package (its import changes the global rcParams). Texts
-take the font when they are made inside `_style`, and ticks made at a later draw copy the first
-tick's, so a figure shown later in a notebook keeps it.
+Size, fonts (Japanese too), style, titles and the footnote are shared with the map and the
+published page: :mod:`mailauth_survey.chartkit`.
 
 Notebooks can build figures from tables they already have (`trend_figure`, `policy_figure`,
 `adoption_figure`, `providers_figure`) or straight from a results folder (`figure`, `chart`).
@@ -21,21 +19,28 @@ Notebooks can build figures from tables they already have (`trend_figure`, `poli
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib import font_manager
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import report
+from .chartkit import (
+    DEFAULT_METRIC,
+    DPI,
+    SAVE_RC,
+    denominator_text,
+    footnote,
+    metadata,
+    new_figure,
+    pct_column,
+    set_title,
+    style,
+)
 from .report import ERROR_METRICS, TOTAL, ReportError
 
 #: Okabe & Ito (2008), black first; yellow is kept for fills, never for thin lines.
@@ -74,25 +79,15 @@ PROVIDER_COLOURS = {
 
 KINDS = ("trend", "policy", "adoption", "providers", "map")
 SUFFIXES = (".png", ".svg", ".pdf")
-DENOMINATORS = ("domains", "mx")
-SIZE_IN = (16.0, 9.0)
-DPI = 150
-JA_FONT = "IPAexGothic"
-#: Room kept under the plot for the methods footnote (fraction of the figure's height).
-FOOTNOTE_ROOM = 0.085
 
 #: The metrics of the `adoption` chart, in reading order.
 ADOPTION_CHART_METRICS = (
     "spf_valid", "spf_all_fail", "dmarc_valid", "dmarc_enforcing", "dmarc_rua",
     "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi",
 )  # fmt: skip
-DEFAULT_METRIC = "dmarc_valid"
 
 _TEXT = {
     "en": {
-        "domains": "% of domains that exist",
-        "mx": "% of domains with MX",
-        "listed": "% of listed domains",
         "trend": "{metric} by {by}, {first} – {last}",
         "trend_one": "{metric} by {by}, {first}",
         "policy": "DMARC policy by category, {snapshot}",
@@ -111,9 +106,6 @@ _TEXT = {
         "ci": "Band/bars: 95% Wilson interval.",
     },
     "ja": {
-        "domains": "存在するドメインに占める割合 (%)",
-        "mx": "MX を持つドメインに占める割合 (%)",
-        "listed": "リスト全体に占める割合 (%)",
         "trend": "{metric}の推移（{by}ごと、{first}〜{last}）",
         "trend_one": "{metric}（{by}ごと、{first}）",
         "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
@@ -134,74 +126,7 @@ _TEXT = {
 }
 
 
-# --- fonts and style ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def japanese_font_path() -> Path:
-    """IPAexGothic from the matplotlib-fontja package, registered with matplotlib once."""
-    spec = importlib.util.find_spec("matplotlib_fontja")  # locate only: importing it sets rcParams
-    if spec is None or not spec.submodule_search_locations:
-        raise ReportError(
-            "Japanese labels need the matplotlib-fontja package: pip install matplotlib-fontja"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / "ipaexg.ttf"
-    if not path.is_file():
-        raise ReportError(f"the Japanese font is missing from matplotlib-fontja ({path})")
-    font_manager.fontManager.addfont(str(path))
-    return path
-
-
-def _font_family(lang: str) -> list[str]:
-    if lang == "ja":
-        japanese_font_path()
-        return [JA_FONT, "DejaVu Sans"]  # DejaVu only for a glyph IPAexGothic lacks
-    return ["DejaVu Sans"]
-
-
-_SAVE_RC = {
-    "axes.unicode_minus": False,  # an ASCII hyphen-minus: in every font
-    "pdf.fonttype": 42,  # TrueType embedded: text stays text in the PDF
-    "svg.fonttype": "path",  # SVG looks the same without the font installed
-}
-
-
-@contextmanager
-def _style(lang: str) -> Iterator[None]:
-    """Slide-sized type and the language's font while a figure is built."""
-    rc = {
-        **_SAVE_RC,
-        "font.family": _font_family(lang),
-        "font.size": 16,
-        "axes.titlesize": 22,
-        "axes.labelsize": 17,
-        "legend.fontsize": 14,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-    with matplotlib.rc_context(rc):
-        yield
-
-
-def _new_figure(lang: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=SIZE_IN, dpi=DPI)
-    # The bottom strip is kept for the methods footnote, outside what the layout arranges.
-    fig.set_layout_engine("constrained", rect=(0, FOOTNOTE_ROOM, 1, 1 - FOOTNOTE_ROOM))
-    return fig, fig.add_subplot()
-
-
-def _denominator_text(metric: str, denominator: str, lang: str) -> str:
-    if metric in ERROR_METRICS:
-        return _TEXT[lang]["listed"]
-    return _TEXT[lang][denominator]
-
-
-def _pct_column(metric: str, denominator: str) -> str:
-    if denominator not in DENOMINATORS:
-        raise ReportError(f"unknown denominator {denominator!r}: use domains or mx")
-    if denominator == "mx" and metric in ERROR_METRICS:
-        raise ReportError(f"{metric} has no MX denominator (an error domain's MX is unknown)")
-    return f"{metric}_pct" if denominator == "domains" else f"{metric}_mx_pct"
+# --- pieces ------------------------------------------------------------------------------------
 
 
 def n_text(n: int, metric: str, denominator: str, lang: str) -> str:
@@ -216,44 +141,6 @@ def _denominator_n(row: pd.Series, metric: str, denominator: str) -> int:
     if metric in ERROR_METRICS:
         return report._listed(row)
     return int(row["has_mx"] if denominator == "mx" else row["domains"])
-
-
-def _title(ax: Axes, text: str, denominator_text: str) -> None:
-    # IPAexGothic has no bold face (matplotlib would log a fallback): Japanese titles stay regular.
-    japanese = matplotlib.rcParams["font.family"][0] == JA_FONT
-    ax.set_title(
-        f"{text}\n{denominator_text}", loc="left", fontweight="normal" if japanese else "bold"
-    )
-
-
-def _wrap(text: str, width: int) -> str:
-    """Wrap by display width (a CJK character is two columns), at spaces where there are any."""
-    from rich.cells import cell_len
-
-    lines, line = [], ""
-    for word in text.replace("\n", " ").split(" "):
-        candidate = f"{line} {word}" if line else word
-        if cell_len(candidate) <= width:
-            line = candidate
-            continue
-        if line:
-            lines.append(line)
-        line = ""
-        for ch in word:  # a long word (Japanese has no spaces): break anywhere
-            if cell_len(line + ch) > width:
-                lines.append(line)
-                line = ""
-            line += ch
-    if line:
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def footnote(fig: Figure, text: str) -> None:
-    """The methods block (or --source) under the plot, small, left-aligned."""
-    if text:
-        fig.text(0.012, 0.012, _wrap(text, 185), fontsize=10.5, ha="left", va="bottom",
-                 color="#333333", linespacing=1.35)  # fmt: skip
 
 
 def _footnote_text(
@@ -335,7 +222,7 @@ def trend_figure(
     The x axis is time-proportional when the labels are dates or quarters. One snapshot is drawn
     as points. Groups under 30 domains have hollow markers; ``ci`` draws the 95% band.
     """
-    column = _pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     if column not in table.columns:
         raise ReportError(f"the trend table has no {metric} column")
     key = report.group_keys(table)[0]
@@ -343,8 +230,8 @@ def trend_figure(
     x, timed = _x_positions(labels)
     one = len(labels) == 1
     any_small = False
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang, footnote=True)
         groups = list(dict.fromkeys(g for g in table[key] if g != TOTAL))
         newest = table[table["snapshot"] == labels[-1]].set_index(key)
         for i, group in enumerate([*groups, TOTAL]):
@@ -352,11 +239,11 @@ def trend_figure(
             xs = [x[s] for s in rows["snapshot"]]
             ys = rows[column].astype(float).to_numpy()
             if group == TOTAL:
-                style: dict[str, object] = {"color": OKABE_ITO["black"], "linestyle": "-",
+                look: dict[str, object] = {"color": OKABE_ITO["black"], "linestyle": "-",
                                             "marker": "o"}  # fmt: skip
                 width, size, z = 4.0, 11, 5
             else:
-                style, width, size, z = category_style(str(group), i), 2.2, 9, 3
+                look, width, size, z = category_style(str(group), i), 2.2, 9, 3
             n = newest.loc[group, "domains"] if group in newest.index else None
             small = [_small(v) for v in rows["domains"]]
             any_small |= any(small)
@@ -367,21 +254,21 @@ def trend_figure(
             if small and small[-1]:
                 legend += " †"
             ax.plot(xs, ys, label=legend, linewidth=0 if one else width, markersize=size,
-                    zorder=z, **style)  # fmt: skip
+                    zorder=z, **look)  # fmt: skip
             hollow = [j for j, s in enumerate(small) if s]
             if hollow:  # small groups: the same marker, white inside
                 ax.plot([xs[j] for j in hollow], ys[hollow], linestyle="none",
-                        marker=style["marker"], markersize=size, markerfacecolor="white",
-                        markeredgecolor=style["color"], markeredgewidth=2, zorder=z + 0.5)  # fmt: skip
+                        marker=look["marker"], markersize=size, markerfacecolor="white",
+                        markeredgecolor=look["color"], markeredgewidth=2, zorder=z + 0.5)  # fmt: skip
             if ci and not one:
                 lo = rows[f"{column}_lo"].astype(float).to_numpy()
                 hi = rows[f"{column}_hi"].astype(float).to_numpy()
-                ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.12, linewidth=0,
+                ax.fill_between(xs, lo, hi, color=look["color"], alpha=0.12, linewidth=0,
                                 zorder=1)  # fmt: skip
             elif ci:
                 lo = rows[f"{column}_lo"].astype(float).to_numpy()
                 hi = rows[f"{column}_hi"].astype(float).to_numpy()
-                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", ecolor=style["color"],
+                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", ecolor=look["color"],
                             capsize=5, zorder=z)  # fmt: skip
         ticks = [x[s] for s in labels]
         ax.set_xticks(ticks, labels)
@@ -389,7 +276,7 @@ def trend_figure(
         pad = span * 0.08 if timed else 0.3
         ax.set_xlim(min(ticks) - pad, max(ticks) + pad)
         ax.set_ylim(bottom=0)
-        ax.set_ylabel(_denominator_text(metric, denominator, lang))
+        ax.set_ylabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         shown_by = {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
@@ -398,7 +285,7 @@ def trend_figure(
         text = title or _TEXT[lang]["trend_one" if one else "trend"].format(
             metric=report.metric_label(metric, lang), by=shown_by, first=labels[0], last=labels[-1]
         )
-        _title(ax, text, _denominator_text(metric, denominator, lang))
+        set_title(ax, text, denominator_text(metric, denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any_small, ci))
         return fig
 
@@ -426,22 +313,22 @@ def policy_figure(
     key = report.group_keys(table)[0]
     groups = list(table[key])[::-1]  # barh draws bottom-up; read top-down in table order
     rows = table.set_index(key).loc[groups]
-    valid_col = _pct_column("dmarc_valid", denominator)
+    valid_col = pct_column("dmarc_valid", denominator)
     valid = rows[valid_col].astype(float).fillna(0.0)
     upper = min(100.0, max(10.0, float(valid.max()) * 1.15))  # small shares stay readable
     ns = [_denominator_n(rows.loc[g], "dmarc_valid", denominator) for g in groups]
     small = [_small(rows.loc[g, "domains"]) for g in groups]
     if ci:
         upper = min(100.0, max(upper, float(rows[f"{valid_col}_hi"].max()) * 1.05))
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang, footnote=True)
         names = [
             _tick_label(str(rows.loc[g, "label"]), n, s)
             for g, n, s in zip(groups, ns, small, strict=True)
         ]
         left = pd.Series(0.0, index=groups)
         for metric in metrics:
-            values = rows[_pct_column(metric, denominator)].astype(float).fillna(0.0)
+            values = rows[pct_column(metric, denominator)].astype(float).fillna(0.0)
             colour = OKABE_ITO[_POLICY_COLOURS[metric]]
             bars = ax.barh(names, values, left=left, color=colour, edgecolor="white",
                            label=report.metric_label(metric, lang))  # fmt: skip
@@ -460,11 +347,11 @@ def policy_figure(
             ax.errorbar(valid.to_numpy(), range(len(groups)), xerr=[valid - lo, hi - valid],
                         fmt="none", ecolor=OKABE_ITO["black"], capsize=4, zorder=5)  # fmt: skip
         ax.set_xlim(0, upper)
-        ax.set_xlabel(_denominator_text("dmarc_valid", denominator, lang))
+        ax.set_xlabel(denominator_text("dmarc_valid", denominator, lang))
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         text = title or _TEXT[lang]["policy"].format(snapshot=snapshot)
-        _title(ax, text, _denominator_text("dmarc_valid", denominator, lang))
+        set_title(ax, text, denominator_text("dmarc_valid", denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any(small), ci))
         return fig
 
@@ -483,13 +370,13 @@ def adoption_figure(
     """Bars: the total row's percentage for each mechanism (with ``ci``, its 95% interval)."""
     key = report.group_keys(table)[0]
     total = table[table[key] == TOTAL].iloc[0]
-    columns = [_pct_column(m, denominator) for m in metrics]
+    columns = [pct_column(m, denominator) for m in metrics]
     shares = total[columns].astype(float)
     values = shares.fillna(0.0).to_numpy()  # no denominator (an empty snapshot): no bar, a dash
     labels = ["—" if pd.isna(v) else f"{v:.1f}%" for v in shares]
     colours = [OKABE_ITO[_colour_of(m)] for m in metrics]
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang, footnote=True)
         ax.bar([report.metric_label(m, lang) for m in metrics], values, color=colours)
         top = float(values.max(initial=0.0))
         if ci:
@@ -503,14 +390,14 @@ def adoption_figure(
             ax.annotate(text, (x, end), xytext=(0, 4), textcoords="offset points", ha="center",
                         va="bottom", fontsize=14)  # fmt: skip
         ax.set_ylim(0, max(10.0, top * 1.15))
-        ax.set_ylabel(_denominator_text(metrics[0], denominator, lang))
+        ax.set_ylabel(denominator_text(metrics[0], denominator, lang))
         ax.tick_params(axis="x", labelrotation=20)
         ax.grid(axis="y", alpha=0.3)
         n = _denominator_n(total, metrics[0], denominator)
         text = title or _TEXT[lang]["adoption"].format(snapshot=snapshot)
         comma = "、" if lang == "ja" else ", "
-        sub = f"{_denominator_text(metrics[0], denominator, lang)}{comma}n = {n_text(n, metrics[0], denominator, lang)}"
-        _title(ax, text, sub)
+        sub = f"{denominator_text(metrics[0], denominator, lang)}{comma}n = {n_text(n, metrics[0], denominator, lang)}"
+        set_title(ax, text, sub)
         footnote(fig, _footnote_text(table, lang, source, _small(total["domains"]), ci))
         return fig
 
@@ -549,12 +436,12 @@ def providers_figure(
     its n in the chart's denominator; a known provider keeps its colour from chart to chart.
     """
     by = report.group_keys(table)[0]
-    column = _pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     shown = table[~table[by].isin([report.NONE, TOTAL])][::-1]
     total = table[table[by] == TOTAL].iloc[0]
     named = int((~shown[by].isin([report.SELF_HOSTED, report.OTHER])).sum())
-    with _style(lang):
-        fig, ax = _new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang, footnote=True)
         ns = [_denominator_n(r, metric, denominator) for _, r in shown.iterrows()]
         small = [_small(n) for n in ns]
         labels = [
@@ -590,13 +477,13 @@ def providers_figure(
             ax.legend(handles=[line], loc="upper left", bbox_to_anchor=(1.01, 1.0),
                       frameon=False)  # fmt: skip
         ax.set_xlim(0, min(105.0, max(10.0, upper * 1.2)))
-        ax.set_xlabel(_denominator_text(metric, denominator, lang))
+        ax.set_xlabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="x", alpha=0.3)
         text = title or _TEXT[lang]["providers"].format(
             metric=report.metric_label(metric, lang), n=named,
             by=_TEXT[lang].get(by, by), snapshot=snapshot,
         )  # fmt: skip
-        _title(ax, text, _denominator_text(metric, denominator, lang))
+        set_title(ax, text, denominator_text(metric, denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any(small), ci))
         return fig
 
@@ -640,21 +527,21 @@ def figure(
     if kind != "providers" and (top is not None or min_domains is not None):
         raise ReportError(f"--top and --min-domains apply to the providers chart, not {kind}")
     chosen = report.check_metrics([metric or DEFAULT_METRIC])[0]
-    _pct_column(chosen, denominator)  # checked before the snapshots are read
-    style = {"title": title, "source": source, "ci": ci}
+    pct_column(chosen, denominator)  # checked before the snapshots are read
+    extras = {"title": title, "source": source, "ci": ci}
     if kind == "trend":
         table = report.trend(
             directory, [chosen], by=by or "category", lang=lang,
             include_incomplete=include_incomplete,
         )  # fmt: skip
         _refuse_unmeasured(table, chosen, lang)
-        return trend_figure(table, chosen, lang, denominator, **style)
+        return trend_figure(table, chosen, lang, denominator, **extras)
     label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     if kind == "providers":
         by = by or "mx_provider"
         table = report.report(directory, label, by=by, top=top, min_domains=min_domains, lang=lang)
         _refuse_unmeasured(table, chosen, lang)
-        return providers_figure(table, label, chosen, lang, denominator, **style)
+        return providers_figure(table, label, chosen, lang, denominator, **extras)
     if kind == "map":  # a list column of prefecture names (maps.py)
         from .maps import map_figure
 
@@ -664,8 +551,8 @@ def figure(
         return map_figure(table, label, chosen, lang, denominator, by)
     table = report.report(directory, label, lang=lang)
     if kind == "policy":
-        return policy_figure(table, label, lang, denominator, **style)
-    return adoption_figure(table, label, lang, denominator, **style)
+        return policy_figure(table, label, lang, denominator, **extras)
+    return adoption_figure(table, label, lang, denominator, **extras)
 
 
 def _refuse_unmeasured(table: pd.DataFrame, metric: str, lang: str = "en") -> None:
@@ -680,9 +567,9 @@ def save(fig: Figure, out: str | Path) -> Path:
     """Write a figure as PNG (150 dpi), SVG or PDF, by the file's suffix."""
     out = _check_out(out)
     suffix = out.suffix.lower()
-    with matplotlib.rc_context(_SAVE_RC):
+    with matplotlib.rc_context(SAVE_RC):
         try:
-            fig.savefig(out, dpi=DPI, format=suffix[1:], metadata=_metadata(suffix))
+            fig.savefig(out, dpi=DPI, format=suffix[1:], metadata=metadata(suffix))
         except OSError as exc:
             raise ReportError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return out
@@ -695,15 +582,6 @@ def _check_out(out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise ReportError(f"{out.parent}: no such directory")
     return out
-
-
-def _metadata(suffix: str) -> dict[str, str | None]:
-    creator = "mailauth-survey"
-    if suffix == ".png":
-        return {"Software": creator}
-    if suffix == ".svg":
-        return {"Creator": creator, "Date": None}  # no date: the same data makes the same file
-    return {"Creator": creator, "CreationDate": None}
 
 
 def chart(
