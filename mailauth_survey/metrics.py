@@ -13,7 +13,7 @@ METRICS: tuple[str, ...] = (
     "dmarc_valid", "dmarc_invalid",
     "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing", "dmarc_rua",
     "dkim_domainkey", "dkim_selector",
-    "mta_sts", "tlsrpt", "bimi",
+    "mta_sts", "tlsrpt", "bimi", "bimi_declined",
     "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec",
     "nxdomain", "servfail", "timeout", "refused", "error",
 )  # fmt: skip

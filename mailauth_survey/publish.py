@@ -392,12 +392,12 @@ def _render_chart(chart: Chart, fig: Any) -> Chart:
     # The same rc settings as `charts.save`: text as paths, ASCII minus, reproducible files.
     import matplotlib
 
-    from . import charts
+    from . import chartkit
 
-    with matplotlib.rc_context(charts._SAVE_RC):
+    with matplotlib.rc_context(chartkit.SAVE_RC):
         png, svg = io.BytesIO(), io.BytesIO()
-        fig.savefig(png, format="png", dpi=charts.DPI, metadata=charts._metadata(".png"))
-        fig.savefig(svg, format="svg", metadata=charts._metadata(".svg"))
+        fig.savefig(png, format="png", dpi=chartkit.DPI, metadata=chartkit.metadata(".png"))
+        fig.savefig(svg, format="svg", metadata=chartkit.metadata(".svg"))
     chart.png, chart.svg = png.getvalue(), svg.getvalue()
     chart.inline = inline_svg(chart.svg.decode("utf-8"), chart.stem, chart.caption)
     return chart
@@ -527,7 +527,7 @@ def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
     earlier = [s for s in complete if order.index(s) < order.index(label)]
     previous = earlier[-1] if earlier else None
     facts = report.methods(directory, label)
-    manifest = store.read_manifest(directory, label) or {}
+    manifest = store.Snapshot(directory, label).read_manifest() or {}
     fmt = Formats(lang)
     t = TEXT[lang]
 

@@ -46,9 +46,11 @@ def spf(all_: str) -> dict[str, Any]:
 
 
 def write_snapshot(out: Path, label: str, rows: list[dict[str, Any]]) -> None:
-    domains_dir, _ = store.snapshot_dirs(out, label)
+    domains_dir = store.Snapshot(out, label).domains
     store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
-    store.write_manifest(out, label, {"schema_version": store.SCHEMA_VERSION, "label": label})
+    store.Snapshot(out, label).write_manifest(
+        {"schema_version": store.SCHEMA_VERSION, "label": label}
+    )
 
 
 def population() -> list[dict[str, Any]]:
@@ -419,3 +421,21 @@ def test_cli_errors_are_one_line(
     assert out.exit_code == 1
     assert message in out.output and "Traceback" not in out.output
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_bimi_declination_is_its_own_row_not_adoption(tmp_path: Path) -> None:
+    """BIMI draft 4.3.1: a declination is "distinct from not publishing a BIMI record", and it
+    is no indicator either: SPEC.md keeps it out of ``bimi`` and shows it in its own row."""
+    rows = [
+        row("b1.co.jp", "co", **mail("google.com"), bimi_status="valid"),
+        row("b2.co.jp", "co", **mail("google.com"), bimi_status="declined"),
+        row("b3.co.jp", "co", **mail("google.com"), bimi_status="declined"),
+        row("b4.co.jp", "co", **mail("google.com"), bimi_status="none"),
+    ]
+    write_snapshot(tmp_path, "2024-06-01", rows)
+    total = by_group(report.adoption(report.load(tmp_path), by="category"))["total"]
+    assert (total["bimi"], total["bimi_declined"]) == (1, 2)
+    assert total["bimi_declined_pct"] == 50.0
+    for lang, label in (("en", "BIMI declined"), ("ja", "BIMI 辞退")):
+        out = run_cli("report", tmp_path, "--lang", lang).output
+        assert label in out, out
