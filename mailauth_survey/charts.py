@@ -64,7 +64,6 @@ ADOPTION_CHART_METRICS = (
     "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi",
 )  # fmt: skip
 DEFAULT_METRIC = "dmarc_valid"
-DEFAULT_PROVIDERS = 15
 
 _TEXT = {
     "en": {
@@ -272,7 +271,7 @@ def adoption_figure(
     metrics: Sequence[str] = ADOPTION_CHART_METRICS,
 ) -> Figure:
     """Bars: the total row's percentage for each mechanism."""
-    total = table[table.iloc[:, 0] == TOTAL].iloc[0]
+    total = table[table[report.group_keys(table)[0]] == TOTAL].iloc[0]
     shares = total[[_pct_column(m, denominator) for m in metrics]].astype(float)
     values = shares.fillna(0.0).tolist()  # no denominator (an empty snapshot): no bar, a dash
     labels = ["—" if pd.isna(v) else f"{v:.1f}%" for v in shares]
@@ -322,7 +321,7 @@ def providers_figure(
     ``table`` is an `report.adoption` table by provider; the ``other``/``none`` rows are left out
     and the total is a dashed reference line.
     """
-    by = table.columns[0]
+    by = report.group_keys(table)[0]
     column = _pct_column(metric, denominator)
     named = table[~table[by].isin([report.OTHER, report.NONE, TOTAL])][::-1]
     total = table[table[by] == TOTAL].iloc[0]
@@ -371,7 +370,12 @@ def figure(
     metric: str | None = None,
     denominator: str = "domains",
     by: str = "mx_provider",
-    top: int = DEFAULT_PROVIDERS,
+    top: int | None = None,
+    min_domains: int | None = None,
+    title: str | None = None,
+    source: str | None = None,
+    ci: bool = False,
+    include_incomplete: bool = False,
 ) -> Figure:
     """A chart of the snapshots in DIR (one snapshot, default the newest; all for ``trend``).
 
@@ -389,15 +393,26 @@ def figure(
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     chosen = report.check_metrics([metric or DEFAULT_METRIC])[0]
     if kind == "trend":
-        return trend_figure(report.trend(directory, [chosen]), chosen, lang, denominator)
-    label = report.resolve_snapshot(directory, snapshot)
+        table = report.trend(directory, [chosen], include_incomplete=include_incomplete)
+        _refuse_unmeasured(table, chosen)
+        return trend_figure(table, chosen, lang, denominator)
+    label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     if kind == "providers":
-        table = report.report(directory, label, by=by, top=top)
+        table = report.report(directory, label, by=by, top=top, min_domains=min_domains)
+        _refuse_unmeasured(table, chosen)
         return providers_figure(table, label, chosen, lang, denominator)
     table = report.report(directory, label)
     if kind == "policy":
         return policy_figure(table, label, lang, denominator)
     return adoption_figure(table, label, lang, denominator)
+
+
+def _refuse_unmeasured(table: pd.DataFrame, metric: str) -> None:
+    """A metric measured nowhere has nothing to draw: one line saying why, not bars at 0%."""
+    if metric in report.PARTIAL_METRICS and table[metric].isna().all():
+        facts = table.attrs.get("methods") or {}
+        why = report.unmeasured_reason(metric, next(iter(facts.values()), None))
+        raise ReportError(f"nothing to chart: {metric} was not measured; {why}")
 
 
 def save(fig: Figure, out: str | Path) -> Path:

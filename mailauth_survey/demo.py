@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import charts, report
+from . import charts, publish, report
 from .collect import ScanCounters, ScanOptions, scan
 from .synthetic import population
 from .synthetic.authserver import ServerThread
@@ -25,7 +25,8 @@ def run_demo(
     echo: Callable[[str], None] = print,
     on_progress: Callable[[ScanCounters], None] | None = None,
 ) -> dict[str, Any]:
-    """Scan both demo quarters into ``out``, print the report, write the trend chart.
+    """Scan both demo quarters into ``out``, print the report, write the trend chart and the
+    published page (``out/site/index.html``).
 
     The demo's own snapshots (2023Q4, 2024Q2) are replaced on every run.
     """
@@ -51,8 +52,10 @@ def run_demo(
     echo("")
     echo(report.render(report.report(out, newest), "table", lang, title=f"snapshot {newest}"))
     chart_path = charts.chart(out, out / "trend.png", kind="trend", lang=lang)
+    page = publish.publish(out, out / "site", lang=lang)["index"]
     echo("")
     echo(f"trend chart: {chart_path}")
+    echo(f"web page:    {page}")
     echo(f"snapshots:   {out / 'domains'}  (pandas.read_parquet({str(out / 'domains')!r}))")
     echo(f"done in {time.monotonic() - started:.1f} s")
-    return {"manifests": manifests, "chart": chart_path}
+    return {"manifests": manifests, "chart": chart_path, "page": page}

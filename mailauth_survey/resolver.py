@@ -113,7 +113,9 @@ class Lookup:
 class Stats:
     queries: int = 0  # datagrams and TCP queries sent
     replies: int = 0
-    timeouts: int = 0  # attempts late by their resolver's measure (each one retransmitted or given up)
+    timeouts: int = (
+        0  # attempts late by their resolver's measure (each one retransmitted or given up)
+    )
     junk: int = 0  # replies rejected as malformed or unmatched (incl. a second reply to a query)
     tcp: int = 0
     cache_hits: int = 0
@@ -208,6 +210,7 @@ class _Query:
         self.deadline = 0.0  # first send of the step + the fleet's timeout
         self.resend_at = 0.0  # when the next attempt is due
         self.bonus = 0  # attempts allowed beyond retries + 1 (a SERVFAIL asked again)
+
 
 class Upstream:
     """One resolver: a connected UDP socket with an ID map, and health bookkeeping."""

@@ -27,6 +27,8 @@ def test_demo_writes_two_snapshots_report_and_chart(demo_dir) -> None:
     assert sorted(df["snapshot"].astype(str).unique()) == ["2023Q4", "2024Q2"]
     assert (df.groupby("snapshot", observed=True).size() == population.DEMO_SIZE).all()
     assert "DMARC" in output and "trend chart" in output
+    assert f"web page:    {out / 'site' / 'index.html'}" in output
+    assert (out / "site" / "index.html").is_file() and (out / "site" / "report.xlsx").is_file()
     with Image.open(out / "trend.png") as im:
         w, h = im.size
     assert w >= 1920 and math.isclose(w / h, 16 / 9, rel_tol=0.01)

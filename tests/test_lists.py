@@ -147,3 +147,25 @@ def test_committed_panel_covers_every_prefecture():
     assert len({r["prefecture"] for r in rows}) == 47
     assert sum(r["kind"] == "prefecture" for r in rows) == 47
     assert {r["kind"] for r in rows} == {"prefecture", "city", "ward", "town", "village"}
+
+
+def test_synthetic_panel_covers_every_prefecture_and_leaves_the_sample_alone():
+    from mailauth_survey.domains import category
+    from mailauth_survey.prefectures import PREFECTURES
+    from mailauth_survey.synthetic.population import generate
+
+    plain = generate(300, 5)
+    with_panel = generate(300, 5, localgov=True)
+    assert all(plain.truth[d] == with_panel.truth[d] for d in plain.domains)
+    rows = with_panel.panel
+    assert [r["prefecture"] for r in rows if r["kind"] == "prefecture"] == [
+        ja for _, ja, _ in PREFECTURES
+    ]
+    domains = {r["domain"] for r in rows}
+    assert domains <= set(with_panel.domains) and not domains & set(plain.domains)
+    assert {category(d) for d in domains} == {"lg", "geographic"}
+    shared = {r["domain"] for r in rows if r["kind"] == "ward"}
+    assert shared and all(
+        {"city", "ward"} == {r["kind"] for r in rows if r["domain"] == d} for d in shared
+    )
+    assert generate(300, 5, localgov=True).panel == rows  # deterministic

@@ -133,6 +133,7 @@ def scan(
                 progress.skipped += store.num_rows(ddir / spooling.part_name(b))
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
+        manifest["domains_listed"] = progress.total  # "incomplete: N of M domains" (report)
         store.write_manifest(out, label, manifest)
         if options.cluster:
             from .cluster import run_on_cluster
