@@ -398,9 +398,10 @@ def _resolver_help() -> str:
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 100_000),
-    default=256,
+    default=512,
     show_default=True,
-    help="Queries in flight at once.",
+    help="Queries in flight at once (a query late by its resolver's measure gives its place "
+    "up), and domains being scanned at once.",
 )
 @click.option(
     "--timeout",

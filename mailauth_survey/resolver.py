@@ -113,9 +113,7 @@ class Lookup:
 class Stats:
     queries: int = 0  # datagrams and TCP queries sent
     replies: int = 0
-    timeouts: int = (
-        0  # attempts late by their resolver's measure (each one retransmitted or given up)
-    )
+    timeouts: int = 0  # attempts late by their resolver's measure (sent again or given up)
     junk: int = 0  # replies rejected as malformed or unmatched (incl. a second reply to a query)
     tcp: int = 0
     cache_hits: int = 0
