@@ -51,7 +51,7 @@ _POLICY_COLOURS = {
     "dmarc_reject": "vermillion",
 }
 
-KINDS = ("trend", "policy", "adoption", "providers")
+KINDS = ("trend", "policy", "adoption", "providers", "map")
 SUFFIXES = (".png", ".svg", ".pdf")
 DENOMINATORS = ("domains", "mx")
 SIZE_IN = (16.0, 9.0)
@@ -70,7 +70,7 @@ _TEXT = {
         "domains": "% of domains that exist",
         "mx": "% of domains with MX",
         "listed": "% of listed domains",
-        "trend": "{metric} by category, {first} – {last}",
+        "trend": "{metric} by {by}, {first} – {last}",
         "policy": "DMARC policy by category, {snapshot}",
         "adoption": "Adoption by mechanism, all domains, {snapshot}",
         "providers": "{metric} at the {n} largest {by}s, {snapshot}",
@@ -83,7 +83,7 @@ _TEXT = {
         "domains": "存在するドメインに占める割合 (%)",
         "mx": "MX を持つドメインに占める割合 (%)",
         "listed": "リスト全体に占める割合 (%)",
-        "trend": "{metric}の推移（種別ごと、{first}〜{last}）",
+        "trend": "{metric}の推移（{by}ごと、{first}〜{last}）",
         "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
         "adoption": "送信ドメイン認証技術の導入状況（全ドメイン、{snapshot}）",
         "providers": "{by}上位 {n} 社の{metric}（{snapshot}）",
@@ -186,26 +186,27 @@ def trend_figure(
         raise ReportError(f"the trend table has no {metric} column")
     labels = list(dict.fromkeys(table["snapshot"]))
     x = {label: i for i, label in enumerate(labels)}
+    by = table.columns[1]  # the grouping (category, or a provider or list column), after snapshot
     with _style(lang):
         fig, ax = _new_figure(lang)
-        groups = list(dict.fromkeys(g for g in table["category"] if g != TOTAL))
+        groups = list(dict.fromkeys(g for g in table[by] if g != TOTAL))
         for i, group in enumerate(groups):
-            rows = table[table["category"] == group]
+            rows = table[table[by] == group]
             ax.plot(
                 [x[s] for s in rows["snapshot"]],
                 rows[column],
-                label=report.group_label(group, "category", lang),
+                label=report.group_label(group, by, lang),
                 color=OKABE_ITO[_LINE_COLOURS[i % len(_LINE_COLOURS)]],
                 linestyle=_LINE_STYLES[(i // len(_LINE_COLOURS)) % len(_LINE_STYLES)],
                 marker=_MARKERS[i % len(_MARKERS)],
                 linewidth=2.2,
                 markersize=7,
             )
-        total = table[table["category"] == TOTAL]
+        total = table[table[by] == TOTAL]
         ax.plot(
             [x[s] for s in total["snapshot"]],
             total[column],
-            label=report.group_label(TOTAL, "category", lang),
+            label=report.group_label(TOTAL, by, lang),
             color=OKABE_ITO["black"],
             linewidth=4,
             marker="o",
@@ -218,8 +219,11 @@ def trend_figure(
         ax.set_ylabel(_denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        shown_by = {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
+            by, _TEXT[lang].get(by, by)
+        )
         title = _TEXT[lang]["trend"].format(
-            metric=report.metric_label(metric, lang), first=labels[0], last=labels[-1]
+            metric=report.metric_label(metric, lang), by=shown_by, first=labels[0], last=labels[-1]
         )
         _title(ax, title, _denominator_text(metric, denominator, lang))
         return fig
@@ -369,7 +373,7 @@ def figure(
     snapshot: str | None = None,
     metric: str | None = None,
     denominator: str = "domains",
-    by: str = "mx_provider",
+    by: str | None = None,
     top: int | None = None,
     min_domains: int | None = None,
     title: str | None = None,
@@ -387,20 +391,30 @@ def figure(
         raise ReportError(f"unknown chart kind {kind!r}: use one of {', '.join(KINDS)}")
     if lang not in report.LANGS:
         raise ReportError(f"unknown language {lang!r}: use ja or en")
-    if metric is not None and kind not in ("trend", "providers"):
-        raise ReportError(f"--metric applies to the trend and providers charts, not {kind}")
+    if metric is not None and kind not in ("trend", "providers", "map"):
+        raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     chosen = report.check_metrics([metric or DEFAULT_METRIC])[0]
     if kind == "trend":
-        table = report.trend(directory, [chosen], include_incomplete=include_incomplete)
+        table = report.trend(
+            directory, [chosen], by=by or "category", include_incomplete=include_incomplete
+        )
         _refuse_unmeasured(table, chosen)
         return trend_figure(table, chosen, lang, denominator)
     label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     if kind == "providers":
+        by = by or "mx_provider"
         table = report.report(directory, label, by=by, top=top, min_domains=min_domains)
         _refuse_unmeasured(table, chosen)
         return providers_figure(table, label, chosen, lang, denominator)
+    if kind == "map":  # a list column of prefecture names (maps.py)
+        from .maps import map_figure
+
+        by = by or "prefecture"
+        table = report.report(directory, label, by=by)
+        _refuse_unmeasured(table, chosen)
+        return map_figure(table, label, chosen, lang, denominator, by)
     table = report.report(directory, label)
     if kind == "policy":
         return policy_figure(table, label, lang, denominator)

@@ -278,18 +278,18 @@ def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> No
 )
 @click.option(
     "--kind",
-    type=click.Choice(["trend", "policy", "adoption", "providers"]),
+    type=click.Choice(["trend", "policy", "adoption", "providers", "map"]),
     default="adoption",
     show_default=True,
     help="trend: a metric over the snapshots; policy: DMARC policy mix; adoption: each "
-    "mechanism; providers: a metric at the largest providers.",
+    "mechanism; providers: a metric at the largest providers; map: a metric by prefecture.",
 )
 @_LANG
 @_SNAPSHOT
 @click.option(
     "--metric",
     metavar="NAME",
-    help=f"Metric of trend/providers (default dmarc_valid). NAME is one of: {_METRIC_NAMES}.",
+    help=f"Metric of trend/providers/map (default dmarc_valid). NAME is one of: {_METRIC_NAMES}.",
 )
 @click.option(
     "--denominator",
@@ -300,10 +300,9 @@ def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> No
 )
 @click.option(
     "--by",
-    type=click.Choice(["mx_provider", "dns_provider"]),
-    default="mx_provider",
-    show_default=True,
-    help="Providers of the providers chart.",
+    metavar="NAME",
+    help="Providers of the providers chart (mx_provider, the default, or dns_provider); the "
+    "list column of prefecture names of the map (default prefecture).",
 )
 @click.option(
     "--top",

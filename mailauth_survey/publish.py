@@ -526,7 +526,7 @@ def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
     earlier = [s for s in complete if order.index(s) < order.index(label)]
     previous = earlier[-1] if earlier else None
     facts = report.methods(directory, label)
-    manifest = store.read_manifest(directory, label) or {}
+    manifest = store.Snapshot(directory, label).read_manifest() or {}
     fmt = Formats(lang)
     t = TEXT[lang]
 

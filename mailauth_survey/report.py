@@ -66,7 +66,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import store
-from .domains import CATEGORIES
+from .domains import CATEGORIES, VALUE_SEPARATOR
 from .metrics import (
     DEFAULT_TOP,
     ERROR_METRICS,
@@ -75,6 +75,7 @@ from .metrics import (
     PARTIAL_METRICS,
     PROVIDER_GROUPINGS,
 )
+from .prefectures import prefecture_code
 
 # --- metrics -----------------------------------------------------------------------------------
 
@@ -274,7 +275,7 @@ def snapshots(directory: str | Path | store.Location) -> list[str]:
 
 def _manifest(directory: str | Path | store.Location, label: str) -> dict[str, Any]:
     try:
-        return store.read_manifest(directory, label) or {}
+        return store.Snapshot(directory, label).read_manifest() or {}
     except (ValueError, OSError):  # a damaged manifest: the data may still be read
         return {}
 
@@ -332,8 +333,8 @@ def resolve_snapshot(
 
 
 def _rows_written(directory: str | Path | store.Location, label: str) -> int:
-    domains_dir, _ = store.snapshot_dirs(directory, label)
-    return sum(store.num_rows(p) for p in domains_dir.glob("part-*.parquet"))
+    parts = store.Snapshot(directory, label).domains.glob("part-*.parquet")
+    return sum(store.num_rows(p) for p in parts)
 
 
 def incomplete_note(directory: str | Path | store.Location, label: str) -> str:
@@ -396,7 +397,7 @@ def _read_snapshot(
     directory: str | Path | store.Location, label: str, columns: Sequence[str] | None
 ) -> pa.Table:
     """One snapshot's parts as an Arrow table with every schema column (absent ones as nulls)."""
-    domains_dir, _ = store.snapshot_dirs(directory, label)
+    domains_dir = store.Snapshot(directory, label).domains
     parts = [p.path for p in domains_dir.glob("part-*.parquet")]
     schema = store.DOMAINS_SCHEMA
     names = list(columns) if columns is not None else list(schema.names)
@@ -458,6 +459,8 @@ def load(
     )
     tables = [_read_snapshot(directory, label, columns) for label in labels]
     df = _to_pandas(pa.concat_tables(tables), arrow_lists=False)
+    if columns is None or "domain" in columns:
+        df = _with_attributes(df, directory, labels)  # the lists' own columns
     df.attrs["methods"] = {label: methods(directory, label) for label in labels}
     return df
 
@@ -465,6 +468,91 @@ def load(
 def _load_for_metrics(directory: str | Path | store.Location, label: str) -> pd.DataFrame:
     """Only the columns the metrics read, list columns kept in Arrow (cheap at 1.8M rows)."""
     return _to_pandas(_read_snapshot(directory, label, METRIC_COLUMNS), arrow_lists=True)
+
+
+# --- list attributes (the lists table) ---------------------------------------------------------
+
+
+def _lists_frame(directory: str | Path | store.Location, label: str) -> pd.DataFrame | None:
+    """A snapshot's lists table (domain, list, the lists' own columns), None when it has none."""
+    folder = store.lists_dir(directory, label)
+    parts = [p.path for p in folder.glob("part-*.parquet")]
+    if not parts:
+        return None
+    try:
+        table = ds.dataset(parts, format="parquet", filesystem=folder.arrow_fs).to_table()
+    except pa.ArrowException as exc:
+        raise ReportError(f"snapshot {label}: cannot read its lists table ({exc})") from None
+    return table.to_pandas()
+
+
+def list_attributes(directory: str | Path | store.Location, label: str) -> list[str]:
+    """The columns of a snapshot's lists table that ``--by`` can group by (``list`` included)."""
+    frame = _lists_frame(directory, label)
+    if frame is None:
+        return []
+    return [c for c in frame.columns if c != "domain" and c not in store.DOMAIN_COLUMNS]
+
+
+def _attributes_by_domain(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """One row per domain: each attribute's distinct values over the lists, joined as stored."""
+
+    def merged(values: pd.Series) -> str | None:
+        seen: dict[str, None] = {}
+        for value in values.dropna():
+            seen.update(dict.fromkeys(str(value).split(VALUE_SEPARATOR)))
+        return VALUE_SEPARATOR.join(seen) if seen else None
+
+    single = ~frame["domain"].duplicated(keep=False)
+    alone = frame.loc[single, ["domain", *names]]
+    shared = frame.loc[~single, ["domain", *names]]
+    if len(shared):  # a domain in several lists: their values together
+        shared = shared.groupby("domain", sort=False).agg(merged).reset_index()
+        alone = pd.concat([alone, shared], ignore_index=True)
+    return alone
+
+
+def _with_attributes(
+    df: pd.DataFrame,
+    directory: str | Path | store.Location,
+    labels: Sequence[str],
+    only: str | None = None,
+) -> pd.DataFrame:
+    """``df`` with the list attributes of its domains as string columns (null: not in a CSV list).
+
+    A value of a domain that several rows share holds their values joined by a line break; an
+    attribute named as a domains column is left out (the domains column wins).
+    """
+    frames = []
+    for label in labels:
+        frame = _lists_frame(directory, label)
+        if frame is None:
+            continue
+        names = [
+            c for c in frame.columns
+            if c not in ("domain", "snapshot") and c not in store.DOMAIN_COLUMNS
+            and c not in df.columns and (only is None or c == only)
+        ]  # fmt: skip
+        if names:
+            part = _attributes_by_domain(frame, names)
+            frames.append(part.assign(snapshot=label))
+    if not frames:
+        return df
+    attrs = pd.concat(frames, ignore_index=True)
+    names = [c for c in attrs.columns if c not in ("domain", "snapshot")]
+    merged = df.merge(attrs, on=["snapshot", "domain"], how="left", sort=False)
+    for name in names:
+        merged[name] = merged[name].astype(object).where(merged[name].notna(), None)
+    return merged
+
+
+def _unknown_grouping(by: str, attributes: Sequence[str]) -> str:
+    known = ", ".join(GROUPINGS)
+    if attributes:
+        return (
+            f"cannot group by {by!r}: use one of {known}, or a list column: {', '.join(attributes)}"
+        )
+    return f"cannot group by {by!r}: use one of {known} (the lists scanned had no other columns)"
 
 
 # --- adoption ----------------------------------------------------------------------------------
@@ -523,7 +611,7 @@ def _group_codes(
         # A column of the input list (a prefecture, a sector...): every value, in natural order,
         # domains without one as none.
         codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
-        names = [str(u) for u in uniques]
+        codes, names = _prefectures_first(codes, [str(u) for u in uniques])
         if (codes < 0).any():
             codes = np.where(codes < 0, len(names), codes)
             names.append(NONE)
@@ -650,6 +738,45 @@ def adoption(
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def _prefectures_first(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Groups that are all prefectures in JIS order (北海道 first), not in the order of names."""
+    order = [prefecture_code(n) for n in names]
+    if not names or any(o is None for o in order):
+        return codes, names
+    ranked = sorted(range(len(names)), key=lambda i: order[i])
+    lookup = np.empty(len(names) + 1, dtype=np.int64)
+    lookup[ranked] = np.arange(len(names))
+    lookup[-1] = -1  # code -1 stays -1
+    return lookup[codes], [names[i] for i in ranked]
+
+
+def _memberships(df: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``df`` with one row per (domain, group) of a list column, and each row's domain (its
+    position in ``df``).
+
+    A domain that rows of a list share (a city's wards on the city's domain) holds their values
+    joined by a line break: it belongs to each of their groups. Without such a value ``df`` is
+    returned as it is.
+    """
+    df = df.reset_index(drop=True)
+    origin = np.arange(len(df))
+    for key in keys:
+        if key in GROUPINGS or key in store.DOMAIN_COLUMNS or key not in df.columns:
+            continue
+        values = df[key].astype(object)
+        split = values.str.contains(VALUE_SEPARATOR, regex=False).fillna(False).to_numpy(bool)
+        if split.any():
+            df = df.assign(**{key: values.str.split(VALUE_SEPARATOR)}).explode(key)
+            origin = origin[df.index.to_numpy()]
+            df = df.reset_index(drop=True)
+    return df, origin
+
+
+def _once(origin: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """True for the first row of each (domain, code): a domain counts once in each group."""
+    return ~pd.DataFrame({"o": origin, "c": codes}).duplicated().to_numpy()
+
+
 def _adoption_one(
     df: pd.DataFrame,
     keys: list[str],
@@ -659,6 +786,8 @@ def _adoption_one(
     facts: Mapping[str, Any] | None,
     label: str | None,
 ) -> pd.DataFrame:
+    df, origin = _memberships(df, keys)
+    shared = len(origin) > len(np.unique(origin))  # a domain in several groups of a key
     masks = metric_masks(df)
     measured = measured_masks(df, facts)
     grouped = [_group_codes(df, k, top, min_domains, masks["domains"]) for k in keys]
@@ -685,17 +814,20 @@ def _adoption_one(
     keys_of_rows.append(tuple(TOTAL for _ in keys))
     set_of_row = np.array([s for s, _ in rows], dtype=np.int64)
     bin_of_row = np.array([b for _, b in rows], dtype=np.int64)
+    # A domain counts once in each of its groups, and once in the total.
+    once = [_once(origin, c) if shared else c >= 0 for c in code_sets]
+    first = _once(origin, np.zeros(len(origin), dtype=np.int64)) if shared else True
 
     def count(mask: np.ndarray) -> np.ndarray:
         """Per row, then the total (which includes a domain of an unknown category)."""
         per_set = [
-            np.bincount(codes[mask & (codes >= 0)], minlength=size)
-            for codes, size in zip(code_sets, bins, strict=True)
+            np.bincount(codes[mask & once_s & (codes >= 0)], minlength=size)
+            for codes, size, once_s in zip(code_sets, bins, once, strict=True)
         ]
         out = np.zeros(len(rows) + 1, dtype=np.int64)
         for s, counts in enumerate(per_set):
             out[:-1][set_of_row == s] = counts[bin_of_row[set_of_row == s]]
-        out[-1] = mask.sum()
+        out[-1] = (mask & first).sum()
         return out
 
     has_mx = masks["has_mx"]
@@ -755,11 +887,15 @@ def report(
     facts = {label: methods(directory, label)}
     df = _load_for_metrics(directory, label)
     extra = [k for k in grouping_keys(by) if k not in df.columns]
-    if extra:  # a column of the domains table the metrics do not read (a list column is 25's)
+    if extra:  # a column of the domains table the metrics do not read, or of the lists
         names = [c for c in extra if c in store.DOMAIN_COLUMNS]
         if names:
             more = _to_pandas(_read_snapshot(directory, label, names), arrow_lists=True)
             df = pd.concat([df, more[names]], axis=1)
+        for key in (k for k in extra if k not in store.DOMAIN_COLUMNS and k not in GROUPINGS):
+            df = _with_attributes(df, directory, [label], only=key)
+            if key not in df.columns:
+                raise ReportError(_unknown_grouping(key, list_attributes(directory, label)))
     table = adoption(df, by, top, min_domains=min_domains, lang=lang, facts=facts)
     table.attrs["methods"] = facts
     return table

@@ -24,8 +24,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailauth_survey.probes.results import (
-    PROBES_COLUMNS,
-    PROBES_SCHEMA,
     STARTTLS_COLUMNS,
     PolicyFetch,
     SmtpProbe,
@@ -41,6 +39,7 @@ from mailauth_survey.probes.settings import (
 )
 from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
 from mailauth_survey.probes.x509 import read_leaf
+from mailauth_survey.store import PROBES_COLUMNS, PROBES_SCHEMA
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"

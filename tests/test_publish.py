@@ -69,15 +69,13 @@ def write_results(out: Path) -> None:
     for q, label in enumerate(QUARTERS):
         sizes = SIZES if q < 2 else {"co": 20}  # the third quarter's scan stopped early
         rows = [domain_row(c, i, min(q, 1)) for c, n in sizes.items() for i in range(n)]
-        domains_dir, _ = store.snapshot_dirs(out, label)
-        store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
+        snap = store.Snapshot(out, label)
+        store.write_part(snap.domains, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         start = dt.datetime(2024, 3 * q + 3, 1, 2, 0, tzinfo=dt.UTC)
-        store.write_manifest(
-            out,
-            label,
+        snap.write_manifest(
             {
                 "schema_version": store.SCHEMA_VERSION,
                 "package_version": "0.1.0",

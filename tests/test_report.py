@@ -46,9 +46,11 @@ def spf(all_: str) -> dict[str, Any]:
 
 
 def write_snapshot(out: Path, label: str, rows: list[dict[str, Any]]) -> None:
-    domains_dir, _ = store.snapshot_dirs(out, label)
+    domains_dir = store.Snapshot(out, label).domains
     store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
-    store.write_manifest(out, label, {"schema_version": store.SCHEMA_VERSION, "label": label})
+    store.Snapshot(out, label).write_manifest(
+        {"schema_version": store.SCHEMA_VERSION, "label": label}
+    )
 
 
 def population() -> list[dict[str, Any]]:

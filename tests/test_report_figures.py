@@ -26,11 +26,9 @@ NO_PROBES = {"options": {"mta_sts_policy": False, "probe_smtp": False}}
 
 
 def write(out: Path, label: str, rows: list[dict[str, Any]], **manifest: Any) -> None:
-    domains_dir, _ = store.snapshot_dirs(out, label)
-    store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
-    store.write_manifest(
-        out, label, {"schema_version": store.SCHEMA_VERSION, "snapshot": label, **manifest}
-    )
+    snap = store.Snapshot(out, label)
+    store.write_part(snap.domains, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
+    snap.write_manifest({"schema_version": store.SCHEMA_VERSION, "snapshot": label, **manifest})
 
 
 def cli(*args: Any, env: dict[str, str] | None = None) -> Any:
