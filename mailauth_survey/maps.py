@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
-from . import charts, report
+from . import report
+from .chartkit import DEFAULT_METRIC, denominator_text, new_figure, pct_column, set_title, style
 from .prefectures import prefecture_code
 from .report import ReportError
 
@@ -89,7 +90,7 @@ def shares(
 def map_figure(
     table: pd.DataFrame,
     snapshot: str,
-    metric: str = charts.DEFAULT_METRIC,
+    metric: str = DEFAULT_METRIC,
     lang: str = "en",
     denominator: str = "domains",
     by: str | None = None,
@@ -98,7 +99,7 @@ def map_figure(
     (``by``; default the table's first grouping column)."""
     if by is None:
         by = next(c for c in table.columns if c != "snapshot")
-    column = charts._pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     if column not in table.columns:
         raise ReportError(f"the table has no {metric} column")
     base = "has_mx" if denominator == "mx" else "domains"
@@ -118,8 +119,8 @@ def map_figure(
     classes = 100 // STEP
     cmap = ListedColormap(colormaps["YlGnBu"](np.linspace(0.08, 1.0, classes)))
     norm = BoundaryNorm(np.arange(0, 100 + STEP, STEP), classes)
-    with charts._style(lang):
-        fig, ax = charts._new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         for code, points in enumerate(outlines(), 1):
             share, n = found.get(code, (None, 0))
             if share is None:
@@ -175,5 +176,5 @@ def map_figure(
             fontsize=13, linespacing=1.5,
         )  # fmt: skip
         title = text["title"].format(metric=report.metric_label(metric, lang), snapshot=snapshot)
-        charts._title(ax, title, charts._denominator_text(metric, denominator, lang))
+        set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig

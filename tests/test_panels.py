@@ -227,6 +227,6 @@ def test_trend_chart_by_a_list_column(scanned) -> None:
 
     out, _ = scanned
     fig = charts.figure(out, "trend", by="kind")
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text().split(" (n=")[0] for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["city", "prefecture", "town", "village", "ward", "(none)", "Total"]
     assert "by kind" in fig.axes[0].get_title(loc="left")
