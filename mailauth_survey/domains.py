@@ -397,12 +397,6 @@ def lists_table(paths: Iterable[str | Path]) -> pa.Table:
     return pa.table({c: pa.array(v, type=pa.string()) for c, v in data.items()})
 
 
-def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:
-    """Every good name of every list, in order, duplicates included (the scan drops them)."""
-    for path in paths:
-        for _lineno, name in read_list(path, on_error):
-            yield name
-
 
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()

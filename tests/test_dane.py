@@ -8,6 +8,7 @@ validating resolver in front of NSD serving zones signed here (tests/unbound.py)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 
@@ -25,19 +26,18 @@ from hypothesis import strategies as st
 from mailauth_survey import policies, wire
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import Answer, AnswerSet
-from mailauth_survey.collect.domain import scan_domains
+from mailauth_survey.collect.domain import record_dict, scan_domain
 from mailauth_survey.policies import dane
 from mailauth_survey.policies.dane import (
     DANE,
     NOT_DANE,
     UNKNOWN,
     analyze,
-    dane_status,
-    dnssec_status,
     host_state,
     parse_tlsa,
 )
 from mailauth_survey.resolver import Fleet
+from tests import builders
 from tests.nsd import zone
 from tests.unbound import Child, DnssecLab, missing_tools, tamper_rrset
 
@@ -164,12 +164,17 @@ def test_parse_tlsa_never_raises_on_near_misses(tokens) -> None:
 D = "example.jp"
 
 
-def rr(owner: str, rtype: str, rdata: str) -> str:
-    return f"{owner}. 300 IN {rtype} {rdata}"
+def dnssec_status(domain: str, dns: AnswerSet) -> bool | None:
+    return analyze(domain, dns)["dnssec"]
+
+
+def dane_status(domain: str, dns: AnswerSet) -> bool | None:
+    return analyze(domain, dns)["dane"]
 
 
 def ans(name: str, rtype: str, *rdatas: str, rcode: str = "NOERROR", ad: bool = True) -> Answer:
-    return Answer(name, rtype, rcode, tuple(rr(name, rtype, r) for r in rdatas), ad)
+    """Validated (AD) unless said otherwise: the DANE rules start from signed answers."""
+    return builders.ans(name, rtype, *rdatas, rcode=rcode, ad=ad)
 
 
 def world(
@@ -211,7 +216,7 @@ def world(
 
 GOOD = {"tlsa": [f"3 1 1 {SHA256}"]}
 JP_SIGNED = Answer(
-    "jp", "SOA", "NOERROR", (rr("jp", "SOA", "z.dns.jp. root.dns.jp. 1 2 3 4 5"),), True
+    "jp", "SOA", "NOERROR", (builders.rr("jp", "SOA", "z.dns.jp. root.dns.jp. 1 2 3 4 5"),), True
 )
 JP_UNVALIDATED = Answer("jp", "SOA", "NOERROR", JP_SIGNED.records, False)
 
@@ -544,6 +549,13 @@ def with_dane(monkeypatch):
     """The collector running the dane module as one of its policy modules."""
     if dane not in policies.MODULES:
         monkeypatch.setattr(policies, "MODULES", (*policies.MODULES, dane))
+
+
+async def scan_domains(domains: list[str], fleet: Fleet) -> list[tuple[dict, list[dict], list]]:
+    """Each domain scanned as the scan does, its records as dicts."""
+    await fleet.open()
+    results = await asyncio.gather(*(scan_domain(d, fleet) for d in domains))
+    return [(row, [record_dict(r) for r in recs], probes) for row, recs, probes in results]
 
 
 @requires_tools
