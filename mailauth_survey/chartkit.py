@@ -27,6 +27,8 @@ SIZE_IN = (16.0, 9.0)
 DPI = 150
 JA_FONT = "IPAexGothic"
 DEFAULT_METRIC = "dmarc_valid"
+#: Room kept under the plot for the methods footnote (fraction of the figure's height).
+FOOTNOTE_ROOM = 0.085
 
 #: What a percentage is of, by denominator (``listed``: the error metrics, whose domains have
 #: no MX or existence to count against).
@@ -90,9 +92,44 @@ def style(lang: str) -> Iterator[None]:
         yield
 
 
-def new_figure(lang: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
+def new_figure(lang: str, footnote: bool = False) -> tuple[Figure, Axes]:
+    """A 16:9 figure with one axes; ``footnote`` keeps a strip under the plot for `footnote`."""
+    fig = Figure(figsize=SIZE_IN, dpi=DPI)
+    if footnote:  # the strip is outside what the layout arranges
+        fig.set_layout_engine("constrained", rect=(0, FOOTNOTE_ROOM, 1, 1 - FOOTNOTE_ROOM))
+    else:
+        fig.set_layout_engine("constrained")
     return fig, fig.add_subplot()
+
+
+def wrap(text: str, width: int) -> str:
+    """Wrap by display width (a CJK character is two columns), at spaces where there are any."""
+    from rich.cells import cell_len
+
+    lines, line = [], ""
+    for word in text.replace("\n", " ").split(" "):
+        candidate = f"{line} {word}" if line else word
+        if cell_len(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for ch in word:  # a long word (Japanese has no spaces): break anywhere
+            if cell_len(line + ch) > width:
+                lines.append(line)
+                line = ""
+            line += ch
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def footnote(fig: Figure, text: str) -> None:
+    """The methods block (or --source) in the strip under the plot, small, left-aligned."""
+    if text:
+        fig.text(0.012, 0.012, wrap(text, 185), fontsize=10.5, ha="left", va="bottom",
+                 color="#333333", linespacing=1.35)  # fmt: skip
 
 
 def denominator_text(metric: str, denominator: str, lang: str) -> str:

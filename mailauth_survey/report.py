@@ -1509,11 +1509,12 @@ def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
     probes = facts.get("probes") or {}
     parts = [
         f"{t['snapshot']} {facts.get('snapshot')}",
-        t["scanned"].format(start=start, end=end),
         t["listed_exist"].format(
             listed=f"{facts.get('listed') or 0:,}", exist=f"{facts.get('exist') or 0:,}"
         ),
     ]
+    if facts.get("started_at"):
+        parts.insert(1, t["scanned"].format(start=start, end=end))
     if facts.get("incomplete"):
         parts.append(facts["incomplete"])
     resolvers = facts.get("resolvers") or []
