@@ -8,7 +8,6 @@ validating resolver in front of NSD serving zones signed here (tests/unbound.py)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import struct
 
@@ -26,7 +25,6 @@ from hypothesis import strategies as st
 from mailauth_survey import policies, wire
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import Answer, AnswerSet
-from mailauth_survey.collect.domain import record_dict, scan_domain
 from mailauth_survey.policies import dane
 from mailauth_survey.policies.dane import (
     DANE,
@@ -38,6 +36,7 @@ from mailauth_survey.policies.dane import (
 )
 from mailauth_survey.resolver import Fleet
 from tests import builders
+from tests.conftest import scan_domains
 from tests.nsd import zone
 from tests.unbound import Child, DnssecLab, missing_tools, tamper_rrset
 
@@ -549,13 +548,6 @@ def with_dane(monkeypatch):
     """The collector running the dane module as one of its policy modules."""
     if dane not in policies.MODULES:
         monkeypatch.setattr(policies, "MODULES", (*policies.MODULES, dane))
-
-
-async def scan_domains(domains: list[str], fleet: Fleet) -> list[tuple[dict, list[dict], list]]:
-    """Each domain scanned as the scan does, its records as dicts."""
-    await fleet.open()
-    results = await asyncio.gather(*(scan_domain(d, fleet) for d in domains))
-    return [(row, [record_dict(r) for r in recs], probes) for row, recs, probes in results]
 
 
 @requires_tools
