@@ -64,8 +64,9 @@ class ProbeSettings:
 
     ``timeout`` bounds one whole exchange (one HTTPS fetch; one SMTP connection), in seconds.
     ``max_connections`` caps open probe connections over the scan. ``max_addresses`` caps the
-    addresses probed per MX host (the rest are recorded as ``skipped``). ``cafile`` replaces the
-    system trust store (tests pass their private CA). Ports are overridable for tests.
+    addresses probed per MX host (the rest are recorded as ``skipped``). ``cafile`` (PEM) is
+    trusted in addition to the system trust store (a lab CA, an enterprise proxy; tests pass
+    their private CA). Ports are overridable for tests.
     """
 
     timeout: float = 10.0
@@ -177,11 +178,17 @@ _CONTEXTS: dict[tuple[str, str | None], ssl.SSLContext] = {}
 
 
 def _verifying_context(cafile: str | None, check_hostname: bool) -> ssl.SSLContext:
-    """The default client context (system trust store, or ``cafile`` alone), cached."""
+    """The default client context: the system trust store, plus ``cafile``'s CAs; cached.
+
+    (``create_default_context(cafile=...)`` would trust ``cafile`` alone, as SSL_CERT_FILE
+    does: a private CA must not cost the public ones.)
+    """
     key = ("verify-name" if check_hostname else "verify-chain", cafile)
     ctx = _CONTEXTS.get(key)
     if ctx is None:
-        ctx = ssl.create_default_context(cafile=cafile)
+        ctx = ssl.create_default_context()
+        if cafile:
+            ctx.load_verify_locations(cafile=cafile)
         ctx.check_hostname = check_hostname
         ctx.verify_mode = ssl.CERT_REQUIRED
         _CONTEXTS[key] = ctx

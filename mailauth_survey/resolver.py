@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import random
+import re
 import socket
 import struct
 import time
@@ -39,17 +41,59 @@ SOCKET_BUFFER = 4 << 20
 TICK = 0.02
 
 
+class ResolverAddressError(ValueError):
+    """A resolver given in a form the fleet cannot use; the message names it and what is expected."""
+
+
+#: What ``--resolver`` takes, in the words of its error messages.
+ADDRESS_FORM = "expected IP[:PORT] (IPv4, IPv4:port, IPv6 or [IPv6]:port)"
+
+
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST[:PORT]``, ``[V6]:PORT`` or a bare IPv6 address → (host, port)."""
+    """``IP[:PORT]``, ``[V6]:PORT`` or a bare IPv6 address → (host, port).
+
+    Host names are refused, not looked up: a scan names its resolvers by address (the records
+    table and the manifest keep them), and a name that resolves to several addresses, or to
+    another one tomorrow, would make that record ambiguous.
+    """
+    raw = text
     text = text.strip()
+    port_text: str | None = None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-        return host, port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, DEFAULT_PORT
+        host, close, rest = text[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        hint = "; host names are not looked up, give the resolver's address" if _NAME_RE.match(
+            host
+        ) else ""
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}{hint}") from None
+    if text.startswith("[") and ip.version != 6:
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
+    if port_text is None:
+        return host, DEFAULT_PORT
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}, with a port from 1 to 65535")
+    return host, int(port_text)
+
+
+#: Looks like a host name (letters somewhere, dots between labels): worth a hint in the error.
+_NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$")
+
+
+def check_resolvers(resolvers: Iterable[str]) -> list[str]:
+    """Every resolver of a fleet, checked before anything starts (raises ResolverAddressError)."""
+    resolvers = list(resolvers)
+    for r in resolvers:
+        parse_address(r)
+    return resolvers
 
 
 def system_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
