@@ -1,185 +1,47 @@
 """One domain's row of the domains table, as a pure function of its stored answers.
 
 ``analyze_domain`` is what both the scan and ``reanalyze`` call, so a snapshot rebuilt from its
-records table equals the one the scan wrote. Each policy module (spf, dmarc, dkim, mta_sts,
-tlsrpt, bimi) contributes its own columns and asks the AnswerSet for what it needs; whatever it
-asks and does not find is the collector's next round of queries.
+records table equals the one the scan wrote. The apex columns come first
+(:mod:`.policies.apex`), then each policy module of the registry (:data:`.policies.MODULES`)
+contributes its own columns and asks the AnswerSet for what it needs; whatever it asks and does
+not find is the collector's next round of queries.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import defaultdict
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import policies, store
 from .answers import (
     APEX_QTYPES,
     MISSING,
-    NOERROR,
-    NXDOMAIN,
-    REFUSED,
-    SERVFAIL,
-    TIMEOUT,
     Answer,
     AnswerSet,
     domain_exists,
     normalize_name,
     valid_qname,
 )
-from .domains import category, registrable_domain, to_unicode
-from .policies import bimi, dane, dkim, dmarc, mta_sts, spf, tlsrpt
-from .probes import (
+from .domains import category, to_unicode
+from .policies import apex, mta_sts
+from .policies.apex import MAX_MX_HOSTS, ask_mx_addresses
+from .probes.results import (
     KIND_POLICY,
     KIND_SMTP,
-    STARTTLS_COLUMNS,
+    DomainProbes,
     PolicyFetch,
     SmtpProbe,
     from_row,
-    starttls_columns,
+    transport_columns,
 )
 
 DOMAIN_COLUMNS = store.DOMAIN_COLUMNS
 
-#: RFC 7208 4.6.4 caps an ``mx`` mechanism at 10 exchanges; the survey follows as many.
-MAX_MX_HOSTS = 10
-
-_STATUS_OF_RCODE = {SERVFAIL: "servfail", REFUSED: "refused", TIMEOUT: "timeout"}
-
-POLICY_MODULES = (spf, dmarc, dkim, mta_sts, tlsrpt, bimi, dane)
-
-
-def domain_status(domain: str, dns: AnswerSet) -> str:
-    """``ok`` when the name exists, ``nxdomain`` when it does not, else the apex failure.
-
-    The failure is that of the MX query (then TXT, NS): a timeout stays a timeout.
-    """
-    exists = domain_exists(domain, dns)
-    if exists is True:
-        return "ok"
-    if exists is False:
-        return "nxdomain"
-    for qtype in APEX_QTYPES:
-        rcode = dns.get(domain, qtype).rcode
-        if rcode in _STATUS_OF_RCODE:
-            return _STATUS_OF_RCODE[rcode]
-    return "error"
-
-
-def parse_mx(rdatas: list[str]) -> tuple[list[str], bool]:
-    """(exchanges by preference then name, null MX seen) from MX rdata texts.
-
-    RFC 7505 3: the null MX is the exchange "." (the root); it is reported apart and never listed
-    as an exchange. Unparsable rdata is skipped.
-    """
-    hosts: list[tuple[int, str]] = []
-    null = False
-    for text in rdatas:
-        parts = text.split()
-        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
-            continue
-        exchange = normalize_name(parts[1])
-        if exchange == "":
-            null = True
-            continue
-        hosts.append((int(parts[0]), exchange))
-    hosts.sort()
-    ordered: list[str] = []
-    for _pref, host in hosts:
-        if host not in ordered:
-            ordered.append(host)
-    return ordered, null
-
-
-def mx_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
-    answer = dns.get(domain, "MX")
-    cols: dict[str, Any] = {
-        "mx_status": answer.rcode if answer.rcode != "MISSING" else None,
-        "mx_hosts": None,
-        "mx_null": None,
-        "has_mx": None,
-        "mx_provider": None,
-    }
-    if answer.rcode == NXDOMAIN:
-        cols.update(mx_hosts=[], mx_null=False, has_mx=False)
-    elif answer.rcode == NOERROR:
-        hosts, null = parse_mx(answer.rdata("MX"))
-        cols.update(mx_hosts=hosts, mx_null=null, has_mx=bool(hosts))
-        if hosts:
-            cols["mx_provider"] = registrable_domain(hosts[0]) or hosts[0]
-    return cols
-
-
-def ask_mx_addresses(mx_hosts: list[str] | None, dns: AnswerSet) -> None:
-    """Ask for the exchanges' addresses: stored for transport security (DANE, STARTTLS).
-
-    Apart from :func:`mx_columns`, whose columns do not depend on them (so they are final, and
-    kept, as soon as the apex answers are in).
-    """
-    for host in (mx_hosts or [])[:MAX_MX_HOSTS]:
-        dns.get(host, "A")
-        dns.get(host, "AAAA")
-
-
-def ns_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
-    answer = dns.get(domain, "NS")
-    if answer.rcode == NXDOMAIN:
-        return {"ns_hosts": [], "dns_provider": None}
-    if answer.rcode != NOERROR:
-        return {"ns_hosts": None, "dns_provider": None}
-    hosts = sorted({normalize_name(r) for r in answer.rdata("NS")} - {""})
-    return {"ns_hosts": hosts, "dns_provider": _provider_of(tuple(hosts))}
-
-
-def dns_provider(ns_hosts: list[str]) -> str | None:
-    """The most common registrable domain of the name servers; ties go to the first by name."""
-    counts = Counter(registrable_domain(h) or h for h in ns_hosts)
-    if not counts:
-        return None
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-
-
-@lru_cache(maxsize=4096)
-def _provider_of(ns_hosts: tuple[str, ...]) -> str | None:
-    """:func:`dns_provider`, cached: a DNS host's name server set is shared by its customers."""
-    return dns_provider(list(ns_hosts))
-
-
-@dataclass
-class DomainProbes:
-    """The stored probes a domain's transport-security columns are computed from."""
-
-    policy: PolicyFetch | None = None  # the MTA-STS policy fetch; None: none was made
-    smtp: list[SmtpProbe] | None = None  # its MX hosts' STARTTLS probes; None: not probed
-
-
-def transport_columns(
-    domain: str, row: dict[str, Any], probes: DomainProbes | None
-) -> dict[str, Any]:
-    """MTA-STS policy and STARTTLS columns (pure): null where nothing was probed."""
-    probes = probes or DomainProbes()
-    cols = mta_sts.policy_columns(domain, row["mta_sts_status"], probes.policy, row["mx_hosts"])
-    if probes.smtp is None:
-        cols.update(dict.fromkeys(STARTTLS_COLUMNS))
-    else:
-        cols.update(starttls_columns(row["mx_hosts"], probes.smtp))
-    return cols
-
 
 def identity_columns(domain: str) -> dict[str, Any]:
     return {"domain": domain, "domain_unicode": to_unicode(domain), "category": category(domain)}
-
-
-def apex_columns(domain: str, dns: AnswerSet) -> dict[str, Any]:
-    """Status, MX and NS columns (the apex answers and the exchanges' addresses)."""
-    return {
-        "status": domain_status(domain, dns),
-        **mx_columns(domain, dns),
-        **ns_columns(domain, dns),
-    }
 
 
 _PARTS_CACHE: dict[tuple, list[tuple[str, Any, Any]]] = {}
@@ -188,11 +50,11 @@ _MTA_STS = mta_sts.__name__
 
 def _parts() -> list[tuple[str, Any, Any]]:
     """(memo key, function, its first_queries or None) of each part after the identity columns."""
-    key = (apex_columns, POLICY_MODULES)  # (either may be swapped by a test)
+    key = (apex.analyze, policies.MODULES)  # (either may be swapped by a test)
     parts = _PARTS_CACHE.get(key)
     if parts is None:
-        parts = [("apex", apex_columns, None)] + [
-            (m.__name__, m.analyze, getattr(m, "first_queries", None)) for m in POLICY_MODULES
+        parts = [("apex", apex.analyze, None)] + [
+            (m.__name__, m.analyze, m.first_queries) for m in policies.MODULES
         ]
         _PARTS_CACHE.clear()
         _PARTS_CACHE[key] = parts

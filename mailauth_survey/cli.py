@@ -478,9 +478,9 @@ def scan(
     'rank,domain' files. Bad lines are reported with their line numbers and skipped.
     Interrupted? Run the same command again: it continues where it stopped.
     """
-    from .collect.engine import ScanError, ScanOptions
-    from .collect.engine import retry_errors as run_retry
-    from .collect.engine import scan as run_scan
+    from .collect import ScanError, ScanOptions
+    from .collect import retry_errors as run_retry
+    from .collect import scan as run_scan
     from .display import ScanDisplay
 
     if retry_errors and not snapshot:

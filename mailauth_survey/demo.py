@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import charts, report
-from .collect.engine import Progress, ScanOptions, scan
+from .collect import ScanCounters, ScanOptions, scan
 from .synthetic import population
 from .synthetic.authserver import ServerThread
 
@@ -23,7 +23,7 @@ def run_demo(
     *,
     lang: str = "en",
     echo: Callable[[str], None] = print,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[ScanCounters], None] | None = None,
 ) -> dict[str, Any]:
     """Scan both demo quarters into ``out``, print the report, write the trend chart.
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .collect.engine import Progress as Counters
+from .collect.options import ScanCounters
 
 
 class ScanDisplay:
@@ -49,7 +49,7 @@ class ScanDisplay:
         """A bad input line: always shown, one line, naming file and line number."""
         self.console.print(message, markup=False, highlight=False)
 
-    def update(self, p: Counters) -> None:
+    def update(self, p: ScanCounters) -> None:
         if self._bar is None:
             return
         now = time.monotonic()

@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import idna
 from publicsuffixlist import PublicSuffixList
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: The fixed order of categories (reports and pandas Categoricals use it).
 CATEGORIES = (
@@ -357,6 +361,98 @@ def _detect(first: str) -> tuple[str, int | None]:
     if len(fields) >= 2 and fields[0].isdigit():
         return "rank", 1
     return "csv-noheader", 0
+
+
+#: Names the lists table gives itself (``snapshot`` is the hive partition key): a CSV column of
+#: one of these names is kept with a trailing ``_``.
+LIST_RESERVED = ("domain", "list", "snapshot")
+#: Between the values of an attribute when rows of one list that share a domain disagree: the
+#: reader takes a CSV row from one line, so a value never holds a line break.
+VALUE_SEPARATOR = "\n"
+
+
+def attribute_name(header: str, index: int) -> str:
+    """A CSV header cell as a lists-table column name: stripped, lower case, spaces as ``_``."""
+    name = "_".join(header.strip().lower().split()) or f"column_{index + 1}"
+    return f"{name}_" if name in LIST_RESERVED else name
+
+
+def list_attributes(path: str | Path) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """What a CSV list with a header says about its domains besides the name.
+
+    Returns (column names, {domain: per column, its distinct non-empty values in file order}).
+    Plain and ``rank,domain`` lists have no header to name columns by: ([], {}). Bad lines are
+    skipped silently (:func:`read_list` reports them during the scan's own read).
+    """
+    fields: list[str] = []
+    index = -1
+    found: dict[str, list[list[str]]] = {}
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for line in fh:
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if index < 0:
+                if _detect(text)[0] != "csv-header":
+                    return [], {}
+                header = _split_csv(text)
+                index = [h.strip().lower() for h in header].index("domain")
+                fields = _unique([attribute_name(h, i) for i, h in enumerate(header)])
+                continue
+            row = _split_csv(text)
+            if len(row) <= index:
+                continue
+            try:
+                domain = normalize(row[index]).domain
+            except BadName:
+                continue
+            values = found.setdefault(domain, [[] for _ in fields])
+            for i, value in enumerate(row[: len(fields)]):
+                value = value.strip()
+                if i != index and value and value not in values[i]:
+                    values[i].append(value)
+    keep = [i for i in range(len(fields)) if i != index]
+    return [fields[i] for i in keep], {d: [v[i] for i in keep] for d, v in found.items()}
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made distinct (a repeated header gets ``_2``, ``_3``...)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def lists_table(paths: Iterable[str | Path]) -> pa.Table:
+    """The lists table of a scan (SPEC.md): one row per (domain, list) of every CSV list.
+
+    ``domain``, ``list`` (the file's name), then every other column of the lists, as strings,
+    null where a list has no such column or no value. Rows of one list that share a domain
+    make one row, whose values are the distinct values joined by :data:`VALUE_SEPARATOR`.
+    """
+    import pyarrow as pa  # here: reading names must not cost pyarrow's import
+
+    columns: list[str] = []
+    per_list = []
+    for path in paths:
+        names, found = list_attributes(path)
+        columns += [c for c in names if c not in columns]
+        per_list.append((Path(path).name, names, found))
+    data: dict[str, list[str | None]] = {c: [] for c in ("domain", "list", *columns)}
+    for list_name, names, found in per_list:
+        for domain, values in found.items():
+            data["domain"].append(domain)
+            data["list"].append(list_name)
+            given = dict(zip(names, values, strict=True))
+            for c in columns:
+                data[c].append(VALUE_SEPARATOR.join(given[c]) if given.get(c) else None)
+    return pa.table({c: pa.array(v, type=pa.string()) for c, v in data.items()})
 
 
 def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:

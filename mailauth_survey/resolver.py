@@ -8,11 +8,21 @@ stored. A resolver that stops answering is set aside for a while and its load mo
 others. Names that many domains share (provider SPF includes, MX hosts, report destinations) are
 answered from a per-scan cache.
 
+Retransmission is adaptive (RFC 6298 style, as Unbound does for its upstreams): each resolver
+keeps a smoothed round-trip time and its variance, and an attempt that is late by that measure
+(``srtt + 4 * rttvar``, with a floor, doubled for each further attempt) is sent again, to another
+resolver of the fleet when there is one. Earlier attempts stay valid: whichever reply comes first
+completes the query, so an answer that was only slow is not lost. ``timeout`` is the whole time
+one question may take from its first send; a SERVFAIL is asked once more (another resolver, or
+the same after a short pause) before it is kept.
+
 The hot path is callback-driven: a query is a small object, not a task; a reply completes its
-future from the datagram callback; all timeouts live in one FIFO (every attempt has the same
-timeout, so send order is deadline order) swept by one periodic timer; the queries/s cap is a
-token bucket checked as queries are dispatched. asyncio-throttle's sleep-and-poll acquire and a
-timer per query cost more than the rest of a query together at tens of thousands per second.
+future from the datagram callback; every deadline lives in one timer wheel (20 ms slots) swept
+by one periodic timer, after the sockets are drained (a reply that came while the loop was busy
+is not late); the queries/s cap is a token bucket checked as queries are dispatched.
+asyncio-throttle's sleep-and-poll acquire and a timer per query cost more than the rest of a
+query together at tens of thousands per second. The concurrency cap counts attempts that may
+still be answered in time: an attempt late by its resolver's measure gives its place up.
 """
 
 from __future__ import annotations
@@ -26,19 +36,35 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from . import wire
-from .answers import ERROR, NOERROR, NXDOMAIN, TIMEOUT, Answer, normalize_name, valid_qname
+from .answers import (
+    ERROR,
+    NOERROR,
+    NXDOMAIN,
+    SERVFAIL,
+    TIMEOUT,
+    Answer,
+    normalize_name,
+    valid_qname,
+)
 
 DEFAULT_PORT = 53
 MAX_CNAME_CHAIN = 8
 #: More records than this in one answer is junk from a hostile or broken zone.
 MAX_ANSWER_RECORDS = 256
 SOCKET_BUFFER = 4 << 20
-#: How often the timeout FIFO is swept (seconds).
+#: How often the timer wheel is swept (seconds): the granularity of every deadline.
 TICK = 0.02
+#: Retransmission timeout bounds: a floor (a busy event loop and a shared machine delay replies
+#: by tens of milliseconds), and the first estimate, before any reply was timed.
+RTO_FLOOR = 0.2
+RTO_INITIAL = 0.4
+#: The pause before a SERVFAIL is asked again of the same resolver (fleet of one).
+SERVFAIL_PAUSE = 0.25
 
 
 class ResolverAddressError(ValueError):
@@ -126,11 +152,24 @@ class Lookup:
 class Stats:
     queries: int = 0  # datagrams and TCP queries sent
     replies: int = 0
-    timeouts: int = 0
-    junk: int = 0  # replies rejected as malformed or unmatched
+    timeouts: int = 0  # attempts late by their resolver's measure (each one retransmitted or given up)
+    junk: int = 0  # replies rejected as malformed or unmatched (incl. a second reply to a query)
     tcp: int = 0
     cache_hits: int = 0
+    retransmits: int = 0  # attempts after the first (late, lost, or after a SERVFAIL)
+    late_replies: int = 0  # replies to an attempt after a later one was sent: kept, not lost
+    servfail_retries: int = 0
     by_rcode: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: Stats | Mapping[str, Any]) -> None:
+        """Add ``other``'s counts (another process's, as a Stats or its ``asdict``) to these."""
+        part = asdict(other) if isinstance(other, Stats) else other
+        for key, value in part.items():
+            if key == "by_rcode":
+                for rcode, count in value.items():
+                    self.by_rcode[rcode] = self.by_rcode.get(rcode, 0) + count
+            else:
+                setattr(self, key, getattr(self, key) + value)
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -165,12 +204,17 @@ class _Batch:
 
 
 class _Query:
-    """One (qname, qtype) being resolved: attempts, CNAME steps, and the batch slot to fill."""
+    """One (qname, qtype) being resolved: attempts, CNAME steps, and the batch slot to fill.
+
+    ``upstream``/``qid``/``sent`` are the latest attempt's; ``earlier`` holds the attempts sent
+    before it that may still be answered (None while there is one attempt, the common case).
+    """
 
     __slots__ = (
         "qname", "qtype", "target", "batch", "index", "attempt", "attempts", "tried",
         "upstream", "qid", "gen", "sent", "when", "records", "seen", "rtt", "transport",
-        "failure", "first_ad", "resolver", "key", "finished", "question",
+        "failure", "first_ad", "resolver", "key", "finished", "question", "earlier",
+        "holding", "rto", "deadline", "resend_at", "bonus",
     )  # fmt: skip
 
     def __init__(self, qname: str, qtype: str, batch: _Batch, index: int, when: float) -> None:
@@ -184,7 +228,7 @@ class _Query:
         self.tried = 0  # bit i: resolver i was tried in the current step
         self.upstream: Upstream | None = None
         self.qid = -1
-        self.gen = 0  # the current attempt's serial: its timeout entry names it
+        self.gen = 0  # the current attempt's serial: its timer entry names it
         self.sent = 0.0
         self.when = when
         self.records: list[str] | None = None  # the CNAME chain so far (None: first step)
@@ -197,7 +241,12 @@ class _Query:
         self.key: tuple[str, str] | None = None  # set when the result feeds the shared cache
         self.finished = False
         self.question: bytes | None = None  # the question section sent for ``target``
-
+        self.earlier: list[tuple[Upstream, int, float]] | None = None
+        self.holding = False  # the latest attempt holds a place of the concurrency cap
+        self.rto = 0.0  # the latest attempt's retransmission timeout (before backoff)
+        self.deadline = 0.0  # first send of the step + the fleet's timeout
+        self.resend_at = 0.0  # when the next attempt is due
+        self.bonus = 0  # attempts allowed beyond retries + 1 (a SERVFAIL asked again)
 
 class Upstream:
     """One resolver: a connected UDP socket with an ID map, and health bookkeeping."""
@@ -212,6 +261,11 @@ class Upstream:
         self.consecutive_timeouts = 0
         self.down_until = 0.0
         self.down_for = 0.0
+        self.sock: socket.socket | None = None
+        # RFC 6298 2: smoothed round-trip time and its mean deviation (seconds; None: no sample).
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = RTO_INITIAL
 
     @property
     def inflight(self) -> int:
@@ -228,6 +282,7 @@ class Upstream:
                 sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         sock.setblocking(False)
         sock.connect((self.host, self.port))
+        self.sock = sock
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Proto(self), sock=sock)
 
     def new_id(self) -> int:
@@ -243,9 +298,10 @@ class Upstream:
         if len(data) < 12:
             stats.junk += 1
             return
-        q = self.pending.get((data[0] << 8) | data[1])
+        qid = (data[0] << 8) | data[1]
+        q = self.pending.get(qid)
         if q is None:
-            stats.junk += 1  # late (after its timeout) or unsolicited
+            stats.junk += 1  # after its query ended (a second reply), or unsolicited
             return
         try:
             resp = wire.parse_response(data, q.question, q.target, q.qtype)
@@ -255,8 +311,36 @@ class Upstream:
         if resp.qname != q.target or resp.qtype != q.qtype:
             stats.junk += 1  # a spoofed or stale reply: keep waiting for the real one
             return
-        del self.pending[q.qid]
-        self.fleet._on_reply(q, resp)
+        del self.pending[qid]
+        self.fleet._on_reply(q, resp, self, qid)
+
+    def drain(self) -> None:
+        """Read the replies already in the socket's buffer (the loop reads one or a few per
+        turn): before deadlines are swept, so an answer that came in time is not taken as late."""
+        sock = self.sock
+        if sock is None:
+            return
+        on_datagram = self.on_datagram
+        for _ in range(4096):
+            try:
+                data = sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # (ICMP errors: the retry logic handles them)
+            on_datagram(data)
+
+    def sample(self, rtt: float, floor: float, cap: float) -> None:
+        """One measured round trip (RFC 6298 2.2-2.3: alpha 1/8, beta 1/4, K = 4)."""
+        srtt = self.srtt
+        if srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - rtt)
+            self.srtt = srtt = 0.875 * srtt + 0.125 * rtt
+        rto = self.srtt + max(TICK, 4 * self.rttvar)
+        self.rto = cap if rto > cap or cap < floor else floor if rto < floor else rto
 
     def healthy(self, now: float) -> bool:
         return now >= self.down_until
@@ -317,10 +401,18 @@ class Fleet:
         self._tokens = max(1.0, self.qps * TICK) if self.qps else 0.0
         self._token_time = self._loop.time()
         self._ready: deque[_Query] = deque()  # waiting for a slot or a token
-        # (deadline, resolver index, query id, attempt serial): no reference to the query, so an
-        # answered query is freed at once, not kept for its timeout (nor seen by the collector
-        # of cyclic garbage, which walks every young object that is still alive).
-        self._timers: deque[tuple[float, int, int, int]] = deque()
+        self._resend: deque[_Query] = deque()  # retransmissions: sent before new queries
+        self._max_attempts = retries + 1
+        # Every attempt's retransmission timeout is capped so that all of them, doubled each
+        # time (1 + 2 + 4 ...), fit in ``timeout``.
+        self._rto_cap = timeout / (2 ** (retries + 1) - 1)
+        for u in self.upstreams:
+            u.rto = self._clamp(RTO_INITIAL)
+        # The timer wheel: slot → [(resolver index, query id, attempt serial)]. No reference to
+        # the query, so an answered query is freed at once, not kept for its deadline (nor seen
+        # by the collector of cyclic garbage, which walks every young object still alive).
+        self._wheel: dict[int, list[tuple[int, int, int]]] = {}
+        self._wheel_pos = int(self._loop.time() / TICK)
         self._serial = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
@@ -343,8 +435,18 @@ class Fleet:
 
     @property
     def max_wait(self) -> float:
-        """The longest one query can take before it is given up (all attempts and backoffs)."""
-        return (self.retries + 1) * self.timeout + min(2.0, 0.1 * 2**self.retries)
+        """The longest one question can take before it is given up (all attempts)."""
+        return self.timeout + TICK
+
+    @property
+    def pending_timers(self) -> int:
+        """Entries in the timer wheel (answered queries' entries stay until their slot)."""
+        return sum(len(b) for b in self._wheel.values())
+
+    def _clamp(self, rto: float) -> float:
+        """``rto`` within [RTO_FLOOR, the cap]; the cap wins when a short timeout puts it lower."""
+        cap = self._rto_cap
+        return cap if rto > cap or cap < RTO_FLOOR else max(RTO_FLOOR, rto)
 
     def check_alive(self) -> None:
         """Raise :class:`NoResolverAnswering` when no resolver replied for ``dead_after`` s."""
@@ -450,8 +552,8 @@ class Fleet:
         return min(pool, key=lambda u: (u.inflight, random.random()))
 
     def _dispatch(self) -> None:
-        ready = self._ready
-        if not ready:
+        ready, resend = self._ready, self._resend
+        if not ready and not resend:
             return
         now = self._loop.time()
         if self.qps:
@@ -461,14 +563,35 @@ class Fleet:
             self._token_time = now
         head, tail = self._frame
         stats = self.stats
-        while ready and self._inflight_count < self.concurrency:
+        pending_serial = self._serial
+        while self._inflight_count < self.concurrency:
+            if resend:
+                q = resend[0]
+                if q.finished:  # (answered late while it waited)
+                    resend.popleft()
+                    continue
+            elif ready:
+                q = ready[0]
+            else:
+                break
             if self.qps:
                 if self._tokens < 1.0:
                     self._ensure_tick()
-                    return
+                    break
                 self._tokens -= 1.0
-            q = ready.popleft()
+            (resend if resend else ready).popleft()
             up = self._pick(q.tried)
+            if q.attempt:
+                stats.retransmits += 1
+                last = q.upstream
+                if last is not None and last.pending.get(q.qid) is q:
+                    # still valid: a late reply to it completes the query
+                    if q.earlier is None:
+                        q.earlier = [(last, q.qid, q.sent)]
+                    else:
+                        q.earlier.append((last, q.qid, q.sent))
+            else:
+                q.deadline = now + self.timeout
             q.tried |= 1 << up.index
             q.upstream = up
             q.qid = up.new_id()
@@ -477,22 +600,38 @@ class Fleet:
             q.sent = now
             self._serial += 1
             q.gen = self._serial
-            up.pending[q.qid] = q
-            self._inflight_count += 1
-            stats.queries += 1
+            rto = q.rto = up.rto
+            q.resend_at = now + rto * (1 << (q.attempt - 1))
             try:
                 question = q.question
                 if question is None:
                     question = q.question = wire.question(q.target, q.qtype)
-                up.transport.sendto(q.qid.to_bytes(2, "big") + head + question + tail)
-            except (wire.WireError, OSError):
-                del up.pending[q.qid]
-                self._inflight_count -= 1
-                self._attempt_failed(q, timed_out=False)
+            except wire.WireError:
+                q.failure = ERROR
+                q.transport = "none"
+                self._give_up(q, now)
                 continue
-            self._timers.append((now + self.timeout, up.index, q.qid, q.gen))
-        if self._timers:
-            self._ensure_tick()  # (once, for all the timeouts just added)
+            up.pending[q.qid] = q
+            self._inflight_count += 1
+            q.holding = True
+            stats.queries += 1
+            with contextlib.suppress(OSError):  # (lost like a dropped datagram: retried)
+                up.transport.sendto(q.qid.to_bytes(2, "big") + head + question + tail)
+            self._at(now + rto, q)
+        if self._serial != pending_serial:
+            self._ensure_tick()  # (once, for all the deadlines just added)
+
+    def _at(self, when: float, q: _Query) -> None:
+        """Check ``q``'s latest attempt at ``when`` (not before; up to one TICK after)."""
+        slot = int(when / TICK) + 1
+        if slot < self._wheel_pos:
+            slot = self._wheel_pos
+        entry = (q.upstream.index, q.qid, q.gen)
+        bucket = self._wheel.get(slot)
+        if bucket is None:
+            self._wheel[slot] = [entry]
+        else:
+            bucket.append(entry)
 
     def _dispatch_soon(self) -> None:
         """Send what waits once the replies at hand are handled: a burst of datagrams.
@@ -513,50 +652,109 @@ class Fleet:
             self._tick_handle = self._loop.call_later(TICK, self._tick)
 
     def _tick(self) -> None:
-        """Sweep expired attempts (the FIFO's head), refill tokens, dispatch what waits."""
+        """Read what the sockets hold, check the attempts now due, refill tokens, dispatch."""
         self._tick_handle = None
+        for up in self.upstreams:
+            up.drain()
         now = self._loop.time()
-        timers = self._timers
+        wheel = self._wheel
+        current = int(now / TICK)
+        if not wheel:
+            self._wheel_pos = current + 1
         upstreams = self.upstreams
-        while timers and timers[0][0] <= now:
-            _deadline, index, qid, gen = timers.popleft()
-            up = upstreams[index]
-            q = up.pending.get(qid)
-            if q is None or q.gen != gen:
-                continue  # answered (or moved on) since
-            del up.pending[qid]
-            self._inflight_count -= 1
-            self.stats.timeouts += 1
-            up.note_timeout(now, self.down_threshold)
-            q.failure = TIMEOUT
-            self._attempt_failed(q, timed_out=True)
+        while self._wheel_pos <= current:
+            bucket = wheel.pop(self._wheel_pos, None)
+            self._wheel_pos += 1
+            if bucket is None:
+                continue
+            for index, qid, gen in bucket:
+                q = upstreams[index].pending.get(qid)
+                if q is not None and q.gen == gen:
+                    self._expire(q, now)
         self._dispatch()
-        if timers or self._ready:
+        if wheel or self._ready or self._resend:
             self._ensure_tick()
 
-    def _attempt_failed(self, q: _Query, *, timed_out: bool) -> None:
-        if timed_out:
-            q.failure = TIMEOUT
-        if q.attempt <= self.retries:
-            delay = min(0.05 * 2 ** (q.attempt - 1), 1.0) * (0.5 + random.random())
-            self._loop.call_later(delay, self._requeue, q)
+    def _expire(self, q: _Query, now: float) -> None:
+        """The latest attempt of ``q`` is due for a check: late, to send again, or given up."""
+        if q.holding and now >= q.sent + q.rto:
+            # Late by its resolver's measure: presumed lost, it gives its place up (a reply to
+            # it is still taken until the deadline).
+            q.holding = False
+            self._inflight_count -= 1
+            self.stats.timeouts += 1
+            q.upstream.note_timeout(now, self.down_threshold)
+            if q.failure != SERVFAIL:
+                q.failure = TIMEOUT
+        if now >= q.deadline:
+            self._give_up(q, now)
             return
+        if q.attempt < self._max_attempts + q.bonus:
+            if now < q.resend_at:
+                self._at(q.resend_at, q)
+                return
+            if q.deadline - now >= q.rto / 2:
+                self._resend.append(q)
+                self._dispatch_soon()
+                return
+        self._at(q.deadline, q)
+
+    def _resend_later(self, q: _Query) -> None:
+        if not q.finished:
+            self._resend.append(q)
+            self._dispatch_soon()
+
+    def _forget(self, q: _Query) -> None:
+        """Drop every attempt of ``q`` from the resolvers' ID maps, and its place."""
+        up = q.upstream
+        if up is not None and up.pending.get(q.qid) is q:
+            del up.pending[q.qid]
+        if q.earlier is not None:
+            for u, qid, _sent in q.earlier:
+                if u.pending.get(qid) is q:
+                    del u.pending[qid]
+            q.earlier = None
+        if q.holding:
+            q.holding = False
+            self._inflight_count -= 1
+
+    def _give_up(self, q: _Query, now: float) -> None:
+        """No definite reply within the deadline: store the failure (TIMEOUT, SERVFAIL, ...)."""
+        self._forget(q)
         self.stats.by_rcode[q.failure] = self.stats.by_rcode.get(q.failure, 0) + 1
-        q.rtt += (self._loop.time() - q.sent) * 1000
+        q.rtt += (now - q.sent) * 1000
         q.resolver = q.resolver or (q.upstream.name if q.upstream else "")
         self._finish(q, Answer(q.qname, q.qtype, q.failure, tuple(q.records or ())))
 
-    def _requeue(self, q: _Query) -> None:
-        self._ready.append(q)
-        self._dispatch_soon()
-
-    def _on_reply(self, q: _Query, resp: wire.Response) -> None:
+    def _on_reply(self, q: _Query, resp: wire.Response, up: Upstream, qid: int) -> None:
         now = self._loop.time()
-        self._inflight_count -= 1
+        stats = self.stats
+        if up is q.upstream and qid == q.qid:
+            sent = q.sent
+        else:
+            # A reply to an earlier attempt: the one that was only slow, not lost.
+            stats.late_replies += 1
+            sent = next(s for u, i, s in q.earlier if u is up and i == qid)
+            q.upstream, q.qid, q.sent = up, qid, sent
+        up.sample(now - sent, RTO_FLOOR, self._rto_cap)
+        up.rto = self._clamp(up.rto)
+        self._forget(q)
         self._last_reply = now
-        up = q.upstream
         up.note_reply()
-        self.stats.replies += 1
+        stats.replies += 1
+        if resp.rcode == SERVFAIL and not q.bonus and self.retries:
+            # Often transient: asked once more (another resolver first) before it is kept.
+            q.bonus = 1
+            q.failure = SERVFAIL
+            stats.servfail_retries += 1
+            if len(self.upstreams) > 1:
+                self._resend.append(q)
+            elif now + SERVFAIL_PAUSE < q.deadline:
+                self._loop.call_later(SERVFAIL_PAUSE, self._resend_later, q)
+            else:
+                self._step_done(q, resp, now)
+            self._dispatch_soon()
+            return
         if resp.tc:
             self._loop.create_task(self._tcp(q, up))
         else:
@@ -586,13 +784,13 @@ class Fleet:
                     writer.close()
         except TimeoutError:
             self.stats.timeouts += 1
-            self._attempt_failed(q, timed_out=True)
-            self._dispatch()
+            q.failure = TIMEOUT
+            self._give_up(q, self._loop.time())
             return
         except (OSError, asyncio.IncompleteReadError, wire.WireError, struct.error):
             self.stats.junk += 1
-            self._attempt_failed(q, timed_out=False)
-            self._dispatch()
+            q.failure = ERROR
+            self._give_up(q, self._loop.time())
             return
         self._step_done(q, resp, self._loop.time())
 
@@ -636,7 +834,10 @@ class Fleet:
                 q.question = None
                 q.attempt = 0
                 q.tried = 0
+                q.bonus = 0
+                q.failure = ERROR
                 self._ready.append(q)
+                self._dispatch_soon()
                 return
         self._finish(q, answer)
 

@@ -5,6 +5,7 @@ Layout (SPEC.md)::
     DIR/domains/snapshot=LABEL/part-*.parquet    one row per domain
     DIR/records/snapshot=LABEL/part-*.parquet    one row per DNS answer a domain's analysis used
     DIR/probes/snapshot=LABEL/part-*.parquet     HTTPS and SMTP probes (transport security)
+    DIR/lists/snapshot=LABEL/part-*.parquet      the input lists' own columns, per domain
     DIR/domains/snapshot=LABEL/_manifest.json    how the snapshot was made
 
 ``DIR`` is a local folder or any fsspec URL (``s3://bucket/prefix``, ``file:///abs/path``,
@@ -310,6 +311,11 @@ def snapshot_dirs(out: str | Path | Location, label: str) -> tuple[Location, Loc
 def probes_dir(out: str | Path | Location, label: str) -> Location:
     """Where a snapshot's probes (MTA-STS policy fetches, SMTP STARTTLS) are kept."""
     return Location.of(out) / "probes" / f"snapshot={label}"
+
+
+def lists_dir(out: str | Path | Location, label: str) -> Location:
+    """Where a snapshot's lists table (the input lists' own columns, per domain) is kept."""
+    return Location.of(out) / "lists" / f"snapshot={label}"
 
 
 def manifest_path(out: str | Path | Location, label: str) -> Location:

@@ -38,3 +38,20 @@ def silent_resolver() -> Iterator[str]:
 def write_list(path: Path, names: list[str]) -> Path:
     path.write_text("\n".join(names) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[..., object]]:
+    """A fault-injecting UDP proxy in front of a server (tests/faultproxy.py); stopped after."""
+    from tests.faultproxy import FaultProxy
+
+    started: list[FaultProxy] = []
+
+    def start(upstream: str, rules: dict[str, str] | None = None) -> FaultProxy:
+        proxy = FaultProxy(upstream, rules)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for p in started:
+        p.stop()

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 import mailauth_survey as ms
-from mailauth_survey import analysis, report
-from mailauth_survey.collect import engine as collect
+from mailauth_survey import analysis, collect, report
 from mailauth_survey.policies import spf
 
 
@@ -33,6 +32,6 @@ def test_import_does_not_load_pandas() -> None:
 
 
 def test_single_machine_path_does_not_import_distributed() -> None:
-    code = "import sys, mailauth_survey.collect.engine, mailauth_survey.cli; print('distributed' in sys.modules)"
+    code = "import sys, mailauth_survey.collect, mailauth_survey.cli; print('distributed' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -14,8 +14,8 @@ import pytest
 
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import MISSING, Answer, AnswerSet
-from mailauth_survey.collect import engine as collect
-from mailauth_survey.collect.engine import scan_domain
+from mailauth_survey.collect import domain as collect
+from mailauth_survey.collect.domain import scan_domain
 from mailauth_survey.resolver import Fleet
 from tests.nsd import zone
 

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from mailauth_survey import store
-from mailauth_survey.collect.engine import ScanOptions, scan
+from mailauth_survey.collect import ScanOptions, scan
 from tests.conftest import write_list
 from tests.test_resume import NAMES, _comparable, _population
 
 
 @pytest.fixture
 def small_buckets(monkeypatch):
-    monkeypatch.setattr("mailauth_survey.collect.engine.BUCKET_BYTES", 300)
+    monkeypatch.setattr("mailauth_survey.collect.spool.BUCKET_BYTES", 300)
 
 
 def test_sharded_scan_equals_single_process(tmp_path, nsd_factory, small_buckets) -> None:

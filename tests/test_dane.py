@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey import analysis, wire
+from mailauth_survey import policies, wire
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import Answer, AnswerSet
-from mailauth_survey.collect.engine import scan_domains
+from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.policies import dane
 from mailauth_survey.policies.dane import (
     DANE,
@@ -542,8 +542,8 @@ async def test_rfc6840_5_7_fleet_queries_ask_for_ad(lab) -> None:
 @pytest.fixture
 def with_dane(monkeypatch):
     """The collector running the dane module as one of its policy modules."""
-    if dane not in analysis.POLICY_MODULES:
-        monkeypatch.setattr(analysis, "POLICY_MODULES", (*analysis.POLICY_MODULES, dane))
+    if dane not in policies.MODULES:
+        monkeypatch.setattr(policies, "MODULES", (*policies.MODULES, dane))
 
 
 @requires_tools

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -268,6 +269,20 @@ def test_selector_timeout_is_left_out_but_domainkey_still_exists():
     ]
     dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *answers])
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": ["k2"]}
+
+
+@pytest.mark.parametrize("rcode", ["TIMEOUT", "SERVFAIL", "REFUSED", "ERROR"])
+def test_failed_selector_and_no_key_found_is_unknown_not_empty(rcode):
+    """The failed selector may hold the domain's only key: null (unknown), never []."""
+    answers = [
+        txt(a.qname, rcode=rcode) if a.qname.startswith("selector1.") else a
+        for a in selector_answers()
+    ]
+    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *answers])
+    assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": None}
+    # every selector answered, none with a key: known to be empty
+    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *selector_answers()])
+    assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": []}
 
 
 # --- never raises ------------------------------------------------------------------------------

@@ -38,10 +38,11 @@ def key(qname: str) -> tuple[str, str]:
 # --- RFC 9989 4.7 / 4.8: the record ---------------------------------------------------------
 
 
-def test_rfc9989_4_7_version_is_case_sensitive_first_tag():
+def test_rfc9989_4_7_version_value_is_case_sensitive_first_tag():
+    """RFC 9989 4.8 (RFC 7489 6.4): dmarc-version = "v" equals %s"DMARC1"."""
     for text in (
         "v=dmarc1; p=reject",
-        "V=DMARC1; p=reject",
+        "V=Dmarc1; p=reject",
         "p=reject; v=DMARC1",
         "v=DMARC10; p=reject",
         "v=DMARC1 p=reject",
@@ -68,11 +69,30 @@ def test_rfc9989_4_7_unknown_tags_ignored_with_warning():
     assert sum("unknown tag" in w for w in rec.warnings) == 2
 
 
-def test_rfc6376_3_2_tag_names_case_sensitive_so_uppercase_p_is_unknown():
-    """RFC 9989 4.7 uses the DKIM tag-value syntax, whose tag names are case-sensitive."""
-    rec = dmarc.parse_record("v=DMARC1; P=reject")
-    assert rec.status == "invalid" and rec.p is None
-    assert any("case-sensitive" in w for w in rec.warnings)
+def test_rfc9989_4_8_tag_names_are_case_insensitive_rfc5234_2_3():
+    """RFC 9989 4.8 and RFC 7489 6.4 write every tag name as an ABNF quoted string ("v", "p",
+    "adkim", ...), and ABNF quoted strings are case-insensitive (RFC 5234 2.3); only the value
+    %s"DMARC1" is case-sensitive. So an upper-case record is a valid one, not "none"."""
+    rec = dmarc.parse_record("V=DMARC1; P=reject; ADKIM=s; Aspf=s; RUA=mailto:d@example.jp")
+    assert rec.is_dmarc and rec.valid and not rec.errors and not rec.warnings
+    assert (rec.p, rec.adkim, rec.aspf, rec.rua) == ("reject", "s", "s", ["mailto:d@example.jp"])
+    out, _ = run("example.jp", txt("_dmarc.example.jp", "V=DMARC1; P=reject"))
+    assert (out["dmarc_status"], out["dmarc_policy"]) == ("valid", "reject")
+
+
+def test_rfc9989_4_8_a_tag_named_twice_in_two_cases_is_a_duplicate():
+    """Case-insensitive names (RFC 5234 2.3): p= and P= are the same tag, given twice, which
+    makes the tag-list invalid (RFC 6376 3.2, RFC 9989 4.7)."""
+    rec = dmarc.parse_record("v=DMARC1; p=reject; P=none")
+    assert rec.status == "invalid" and any("more than once" in e for e in rec.errors)
+
+
+def test_rfc7489_7_1_external_authorization_record_may_say_V_upper_case():
+    """The authorizing record at <domain>._report._dmarc.<host> starts with v=DMARC1 (RFC
+    7489 7.1), the same version tag: V=DMARC1 authorizes too."""
+    qname = "example.jp._report._dmarc.reports.example.net"
+    dns = AnswerSet([txt(qname, "V=DMARC1")])
+    assert dmarc.external_authorized("example.jp", "reports.example.net", dns) is True
 
 
 def test_rfc9989_4_7_tag_values_are_case_insensitive():
@@ -230,7 +250,7 @@ def test_rfc9989_4_10_step2_lookalike_record_is_ignored_and_walk_continues():
         nx("_dmarc.jp"),
     )
     assert out["dmarc_status"] == "none"
-    assert any("case-sensitive" in w for w in out["dmarc_warnings"])
+    assert any("DMARC1 is case-sensitive" in w for w in out["dmarc_warnings"])
 
 
 def test_rfc9989_4_10_step2_multiple_records_make_the_domain_invalid():

@@ -19,7 +19,7 @@ import pytest
 
 from mailauth_survey import report, store
 from mailauth_survey.analysis import reanalyze
-from mailauth_survey.collect.engine import Progress, ScanError, ScanOptions, retry_errors, scan
+from mailauth_survey.collect import ScanCounters, ScanError, ScanOptions, retry_errors, scan
 from tests.conftest import write_list
 from tests.nsd import free_port
 from tests.test_resume import NAMES, _population
@@ -70,7 +70,7 @@ def s3() -> Iterator[str]:
 
 @pytest.fixture
 def small_buckets(monkeypatch):
-    monkeypatch.setattr("mailauth_survey.collect.engine.BUCKET_BYTES", 300)
+    monkeypatch.setattr("mailauth_survey.collect.spool.BUCKET_BYTES", 300)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def population(tmp_path_factory) -> Iterator[dict]:
         lst = write_list(base / "list.txt", NAMES)
         opts = ScanOptions(resolvers=[server.address], qps=0)
         mp = pytest.MonkeyPatch()
-        mp.setattr("mailauth_survey.collect.engine.BUCKET_BYTES", 300)
+        mp.setattr("mailauth_survey.collect.spool.BUCKET_BYTES", 300)
         try:
             local = scan([lst], base / "local", snapshot="q", options=opts)
         finally:
@@ -178,7 +178,7 @@ def test_resume_on_s3_skips_finished_parts(s3, population, small_buckets) -> Non
     fs = fsspec.filesystem("s3")
     etags = {p.name: fs.info(p.path)["ETag"] for p in ddir.glob("part-*.parquet")}
 
-    seen: list[Progress] = []
+    seen: list[ScanCounters] = []
     m = scan([population["list"]], url, snapshot="q", options=opts, on_progress=seen.append)
     assert m["complete"] and m["domains"] == len(NAMES)
     assert seen[-1].skipped == len(NAMES) - lost_rows  # only the lost bucket was scanned again

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mailauth_survey.collect.engine import MAX_QUERIES_PER_DOMAIN, ScanOptions, scan
+from mailauth_survey.collect import ScanOptions, scan
+from mailauth_survey.collect.domain import MAX_QUERIES_PER_DOMAIN
 from mailauth_survey.resolver import MAX_ANSWER_RECORDS, MAX_CNAME_CHAIN, Fleet
 from tests.conftest import write_list
 from tests.fakedns import FakeDns

@@ -22,7 +22,9 @@ from mailauth_survey.policies.mta_sts import (
     parse_policy,
     policy_columns,
 )
-from mailauth_survey.probes import PolicyFetch, ProbeSettings, fetch_policy
+from mailauth_survey.probes.https import fetch_policy
+from mailauth_survey.probes.results import PolicyFetch
+from mailauth_survey.probes.settings import ProbeSettings
 
 RFC_EXAMPLE = (
     "version: STSv1\r\n"

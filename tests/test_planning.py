@@ -12,7 +12,7 @@ import pytest
 from mailauth_survey import analysis
 from mailauth_survey.analysis import analyze_parts, domain_row
 from mailauth_survey.answers import APEX_QTYPES, Answer, AnswerSet, format_txt_rdata
-from mailauth_survey.collect.engine import MAX_ROUNDS
+from mailauth_survey.collect.domain import MAX_ROUNDS
 from mailauth_survey.policies import bimi, dane, dkim, dmarc, mta_sts, tlsrpt
 
 MODULES = (dmarc, dkim, mta_sts, tlsrpt, bimi, dane)

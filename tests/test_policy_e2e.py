@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailauth_survey.cli import main
-from mailauth_survey.collect.engine import ScanOptions, scan
+from mailauth_survey.collect import ScanOptions, scan
 from tests.conftest import write_list
 from tests.nsd import Nsd, zone
 

@@ -19,23 +19,24 @@ from aiosmtpd.controller import Controller
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailauth_survey.probes import (
+from mailauth_survey.probes.results import (
     PROBES_COLUMNS,
     PROBES_SCHEMA,
     STARTTLS_COLUMNS,
     PolicyFetch,
-    ProbeSettings,
     SmtpProbe,
-    SmtpProber,
-    address_allowed,
-    domain_excluded,
     from_row,
-    leaf_facts,
-    load_exclusions,
-    probe_smtp,
     starttls_columns,
     to_row,
 )
+from mailauth_survey.probes.settings import (
+    ProbeSettings,
+    address_allowed,
+    domain_excluded,
+    load_exclusions,
+)
+from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
+from mailauth_survey.probes.x509 import leaf_facts
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"

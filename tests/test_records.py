@@ -137,13 +137,31 @@ def test_rfc8460_3_valid_record_with_mailto_and_https():
     }
 
 
-def test_rfc8460_3_rua_is_required_once():
-    for text in (
-        "v=TLSRPTv1;",
-        "v=TLSRPTv1; ext=1",
-        "v=TLSRPTv1; rua=mailto:a@example.jp; rua=mailto:b@example.jp",
-    ):
+def test_rfc8460_3_rua_is_required():
+    for text in ("v=TLSRPTv1;", "v=TLSRPTv1; ext=1", "v=TLSRPTv1; RUA=mailto:a@example.jp"):
         assert not tlsrpt.parse_record(text).valid, text
+
+
+def test_rfc8460_3_rua_may_repeat_and_every_uri_is_kept():
+    """RFC 8460 3's ABNF: tlsrpt-record = tlsrpt-version 1*(field-delim tlsrpt-field)
+    [field-delim], tlsrpt-field = tlsrpt-rua / tlsrpt-extension: nothing limits tlsrpt-rua to
+    one field, so two are legal and both fields' URIs are reported, in published order."""
+    text = "v=TLSRPTv1; rua=mailto:a@example.jp; rua=https://r.example.net/tls,mailto:b@example.jp"
+    out = tlsrpt.analyze(DOMAIN, zone(txt(TLS, text)))
+    assert out == {
+        "tlsrpt_status": "valid",
+        "tlsrpt_rua": ["mailto:a@example.jp", "https://r.example.net/tls", "mailto:b@example.jp"],
+    }
+
+
+def test_rfc8460_3_an_empty_rua_field_makes_the_record_invalid():
+    """RFC 8460 3: tlsrpt-rua = %s"rua=" tlsrpt-uri ... needs a URI, and an extension's value
+    is 1*(...), so "rua=" with nothing after it matches no field: the record is syntactically
+    invalid, and senders "MUST assume the recipient domain does not implement TLSRPT" (3),
+    even beside a good rua field."""
+    for text in ("v=TLSRPTv1; rua=", "v=TLSRPTv1; rua=mailto:a@example.jp; rua="):
+        out = tlsrpt.analyze(DOMAIN, zone(txt(TLS, text)))
+        assert out == {"tlsrpt_status": "invalid", "tlsrpt_rua": []}, text
 
 
 def test_rfc8460_3_rua_uris_must_be_valid_and_one_mailto_or_https():
@@ -216,12 +234,24 @@ def test_bimi_4_3_2_other_image_formats_are_an_error():
     assert bimi.parse_record("v=BIMI1; l=https://example.jp/logo.svgz").valid
 
 
-def test_bimi_4_3_1_declination_record_is_reported_as_none():
-    """The explicit refusal to participate is a record, but not adoption."""
-    for text in ("v=BIMI1; l=; a=;", "v=BIMI1; l=", "v=BIMI1; l=; a=; lps=true"):
+def test_bimi_4_3_1_declination_is_declined_not_none():
+    """Draft 4.3.1: l= and a= both empty (a= absent counts as empty, 4.3) is "an explicit
+    refusal to participate in BIMI ... distinct from not publishing a BIMI record": SPEC.md's
+    ``declined``, never ``none``."""
+    for text in ("v=BIMI1; l=; a=;", "v=BIMI1; l=", "v=BIMI1; l=;", "v=BIMI1; l=; a=; lps=true"):
         rec = bimi.parse_record(text)
-        assert rec.valid and rec.declined and rec.status == "none", text
-    assert bimi.analyze(DOMAIN, zone(txt(BIMI, "v=BIMI1; l=; a=;"))) == {"bimi_status": "none"}
+        assert rec.valid and rec.declined and rec.status == "declined", text
+    assert bimi.analyze(DOMAIN, zone(txt(BIMI, "v=BIMI1; l=;"))) == {"bimi_status": "declined"}
+
+
+def test_bimi_4_3_tag_names_are_case_insensitive_values_exact():
+    """Draft 4.3's ABNF writes tag names as quoted strings ("v", "l", "a"), case-insensitive by
+    RFC 5234 2.3; the version value must "match precisely" (4.3) and is not repaired."""
+    rec = bimi.parse_record(f"V=BIMI1; L={LOGO}; A={VMC}")
+    assert rec.is_bimi and rec.valid and rec.location == LOGO and rec.evidence == VMC
+    assert bimi.analyze(DOMAIN, zone(txt(BIMI, f"V=BIMI1; L={LOGO}"))) == {"bimi_status": "valid"}
+    assert not bimi.parse_record(f"v=Bimi1; l={LOGO}").is_bimi
+    assert not bimi.parse_record(f"v=BIMI1; l={LOGO}; L={LOGO}").valid  # one tag given twice
 
 
 def test_bimi_4_3_evidence_without_location_is_valid():
@@ -253,9 +283,12 @@ def test_bimi_7_2_falls_back_to_the_organizational_domain():
 
 
 def test_bimi_4_3_1_declination_at_the_subdomain_stops_the_fallback():
+    """Draft 4.3.1: a declination lets a subdomain decline "when its organizational domain has
+    default Indicators available"; 7.2 reads the organizational record only when the domain's
+    own holds no BIMI record, so nothing more is asked."""
     sub = "news.example.jp"
     dns = zone(txt(f"default._bimi.{sub}", "v=BIMI1; l=; a=;"), domain=sub)
-    assert bimi.analyze(sub, dns) == {"bimi_status": "none"} and dns.missing == set()
+    assert bimi.analyze(sub, dns) == {"bimi_status": "declined"} and dns.missing == set()
 
 
 def test_bimi_timeout_and_nonexistent_domain():
@@ -291,7 +324,7 @@ def test_parse_record_never_raises(text):
     rpt = tlsrpt.parse_record(text)
     assert isinstance(rpt.valid, bool) and (not rpt.valid or rpt.rua)
     b = bimi.parse_record(text)
-    assert b.status in ("none", "valid", "invalid")
+    assert b.status in ("valid", "declined", "invalid")
 
 
 _RCODE = st.sampled_from(["NOERROR", "NXDOMAIN", "SERVFAIL", "TIMEOUT", "MISSING"])
@@ -319,4 +352,4 @@ def test_analyze_never_raises_and_answers_allowed_words(domain, apex_rcode, answ
     rpt = tlsrpt.analyze(domain, dns)
     assert set(rpt) == set(tlsrpt.COLUMNS) and rpt["tlsrpt_status"] in STATUSES
     assert rpt["tlsrpt_status"] != "valid" or rpt["tlsrpt_rua"]
-    assert bimi.analyze(domain, dns)["bimi_status"] in STATUSES
+    assert bimi.analyze(domain, dns)["bimi_status"] in bimi.STATUSES

@@ -130,7 +130,7 @@ async def test_cache_only_for_shared_names_and_only_definite_answers(fake) -> No
 
 
 def test_scan_against_junk_only_resolver_ends_timeout_with_junk_counted(tmp_path, fake) -> None:
-    from mailauth_survey.collect.engine import ScanOptions, scan
+    from mailauth_survey.collect import ScanOptions, scan
     from tests.conftest import write_list
 
     server = fake("junk-only")
@@ -164,7 +164,7 @@ async def test_answers_carry_the_normalized_question(fake) -> None:
 
 
 async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
-    """The timeout FIFO names an attempt by resolver, id and serial, not by the query object:
+    """The timer wheel names an attempt by resolver, id and serial, not by the query object:
     an answered query is freed at once, not ``timeout`` seconds later (a scan's worth of them
     alive was most of what each garbage-collection pass walked)."""
     server = fake("good")
@@ -173,7 +173,7 @@ async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
         await fleet.open()
         found = await fleet.lookup_all([(f"q{i}.jp", "MX", False) for i in range(20)])
         alive = [o for o in gc.get_objects() if isinstance(o, _Query)]
-        pending = len(fleet._timers)
+        pending = fleet.pending_timers
     finally:
         fleet.close()
     assert [lk.answer.rcode for lk in found] == ["NOERROR"] * 20

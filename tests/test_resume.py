@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mailauth_survey import store
-from mailauth_survey.collect.engine import ScanError, ScanOptions, retry_errors, scan
+from mailauth_survey.collect import ScanError, ScanOptions, retry_errors, scan
 from tests.conftest import write_list
 from tests.nsd import zone
 
@@ -140,7 +140,7 @@ def test_workers_started_before_spooling_all_end(tmp_path, nsd_factory, monkeypa
     (more workers than buckets) or the scan fails before handing any out, none is left running."""
     import multiprocessing
 
-    from mailauth_survey.collect import engine as collect
+    from mailauth_survey.collect import spool as collect
 
     server = nsd_factory(_population())
     lst = write_list(tmp_path / "list.txt", NAMES[:30])
@@ -165,9 +165,10 @@ def test_workers_waiting_for_buckets_end_when_the_parent_dies(tmp_path) -> None:
 import os, sys
 from pathlib import Path
 from mailauth_survey import store
-from mailauth_survey.collect.engine import ScanOptions, _Workers
+from mailauth_survey.collect import ScanOptions
+from mailauth_survey.collect.workers import Workers
 d = store.Location.of({str(tmp_path)!r})
-w = _Workers(Path({str(tmp_path)!r}), d, d, ScanOptions(workers=2))
+w = Workers(Path({str(tmp_path)!r}), d, d, ScanOptions(workers=2))
 print(w.procs[0].pid, flush=True)
 os._exit(0)  # as if killed: no clean-up, no orders
 """

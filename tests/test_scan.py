@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from mailauth_survey import store
 from mailauth_survey.cli import main
-from mailauth_survey.collect import engine as collect
-from mailauth_survey.collect.engine import ScanError, ScanOptions, scan
+from mailauth_survey.collect import ScanError, ScanOptions, scan
+from mailauth_survey.collect import spool as collect
 from mailauth_survey.policies import spf
 from tests.conftest import write_list
 from tests.nsd import Nsd, zone

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailauth_survey import store
-from mailauth_survey.collect.engine import record_dict
+from mailauth_survey.collect.domain import record_dict
 
 
 def _record(i: int) -> tuple:

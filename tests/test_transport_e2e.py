@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from mailauth_survey.analysis import reanalyze
-from mailauth_survey.collect.engine import ScanOptions, scan
+from mailauth_survey.collect import ScanOptions, scan
 from tests.conftest import write_list
 from tests.test_mta_sts_policy import https_server
 from tests.test_probes import smtpd

@@ -1,5 +1,255 @@
-"""Orchestration: domain lists → per-domain collection rounds → stored answers → snapshot parts."""
+"""Orchestration: domain lists → spool buckets → per-domain rounds → snapshot parts.
 
-from .engine import ScanError, ScanOptions, retry_errors, scan
+:func:`scan` checks every input, spools the lists into hash buckets (:mod:`.spool`), and has
+the buckets scanned by this process (:mod:`.engine`), by ``--workers`` processes
+(:mod:`.workers`) or on a Dask cluster (:mod:`.cluster`); each domain is collected by
+:func:`.domain.scan_domain`. Memory stays at a few buckets whatever the list length, and a re-run
+skips the buckets already written. :func:`retry_errors` scans again the domains that ended in an
+error; :func:`reanalyze` rebuilds the verdicts from the stored answers with no network.
 
-__all__ = ["ScanError", "ScanOptions", "retry_errors", "scan"]
+This package is ``collect``, not ``scan``: ``mailauth_survey.scan`` is the public function, and
+a subpackage of that name would replace it as an attribute of ``mailauth_survey`` once imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..analysis import reanalyze
+from ..domains import lists_table, sha256_file
+from ..probes.results import PROBES_SCHEMA
+from ..probes.settings import load_exclusions
+from ..resolver import Fleet, NoResolverAnswering, Stats, system_resolvers
+from . import manifest as manifests
+from . import spool as spooling
+from .domain import Probing, Record, record_dict, scan_domain
+from .engine import event_loop_runner, open_scanner, run_buckets
+from .options import ScanCounters, ScanError, ScanOptions
+from .workers import Workers
+
+__all__ = [
+    "ScanCounters",
+    "ScanError",
+    "ScanOptions",
+    "reanalyze",
+    "retry_errors",
+    "scan",
+]
+
+#: Statuses that ``--retry-errors`` scans again.
+RETRY_STATUSES = ("servfail", "timeout", "error")
+
+
+def scan(
+    lists: Iterable[str | Path],
+    out: str | Path | store.Location,
+    *,
+    snapshot: str | None = None,
+    options: ScanOptions | None = None,
+    force: bool = False,
+    on_error: Callable[[str], None] | None = None,
+    on_progress: Callable[[ScanCounters], None] | None = None,
+) -> dict[str, Any]:
+    """Scan every domain of ``lists`` into snapshot ``snapshot`` under ``out``; return the manifest.
+
+    Re-running the same call after an interruption continues where it stopped.
+    """
+    options = options or ScanOptions()
+    on_error = on_error or (lambda msg: print(msg, file=sys.stderr))
+    label = store.check_label(snapshot or manifests.default_label())
+    paths = [Path(p) for p in lists]
+    for p in paths:
+        if not p.is_file():
+            raise ScanError(f"cannot read domain list {p}: no such file")
+    if options.exclude:
+        try:
+            load_exclusions(options.exclude)
+        except (OSError, ValueError) as exc:
+            raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
+    shown = out  # messages name the folder as it was given
+    try:
+        out = store.location(out)
+    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
+        raise ScanError(f"output folder {shown}: {exc}") from None
+    if out.process_local and (options.cluster or options.workers > 1):
+        raise ScanError(f"{shown} is seen by this process only: no --workers or --cluster with it")
+    try:
+        out.mkdir()
+        probe = out / f".write-test-{label}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (OSError, ValueError) as exc:  # fsspec: PermissionError, FileNotFoundError (bucket)...
+        why = getattr(exc, "strerror", None) or exc
+        raise ScanError(f"output folder {shown} is not writable: {why}") from None
+
+    inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
+    ddir, rdir = store.snapshot_dirs(out, label)
+    previous = store.read_manifest(out, label)
+    if previous is not None and previous.get("complete") and not force:
+        raise ScanError(
+            f"snapshot {label} in {shown} is complete; use --force to scan it again or another --snapshot"
+        )
+    if previous is not None and (
+        force and previous.get("complete") or previous.get("inputs") != inputs
+    ):
+        if not force:
+            raise ScanError(
+                f"snapshot {label} in {shown} was started with other lists; use --force to start over"
+            )
+        previous = None
+        for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
+            d.rmtree()
+    for d in (ddir, rdir, store.probes_dir(out, label), store.lists_dir(out, label)):
+        store.remove_temporaries(d)  # writes cut short by a crash
+    buckets = previous["buckets"] if previous else spooling.bucket_count(paths)
+    started = previous["started_at"] if previous else manifests.now()
+    manifest = manifests.started(label, inputs, options, buckets, started)
+    # The spool (the bucket files the names are read from) is always on this machine's disk.
+    if out.local:
+        work = Path(out.path) / ".work" / label
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"mailauth-survey-{label}-"))
+    progress = ScanCounters()
+    pool = None
+    try:
+        if options.workers > 1 and not options.cluster:
+            pool = Workers(work, ddir, rdir, options)
+        _read, progress.bad_lines = spooling.spool(paths, work, buckets, on_error)
+        store.write_table(store.lists_dir(out, label), spooling.part_name(0), lists_table(paths))
+        done_parts = store.existing_parts(ddir)
+        todo = [b for b in range(buckets) if spooling.part_name(b) not in done_parts]
+        progress.total = sum(spooling.bucket_size(work, b) for b in range(buckets))
+        for b in range(buckets):
+            if spooling.part_name(b) in done_parts:
+                progress.skipped += store.num_rows(ddir / spooling.part_name(b))
+        progress.done = progress.skipped
+        manifest["resolvers"] = options.resolvers or system_resolvers()
+        store.write_manifest(out, label, manifest)
+        if options.cluster:
+            from .cluster import run_on_cluster
+
+            stats, shards = run_on_cluster(
+                options.cluster, label, todo, partial(spooling.bucket_domains, work), ddir, rdir,
+                progress, options, on_progress,
+            )  # fmt: skip
+            manifest["shards"] = (previous or {}).get("shards", []) + shards
+        elif pool is not None and len(todo) > 1:
+            stats = pool.run(todo, progress, on_progress)
+        else:
+            stats = run_buckets(
+                todo, partial(spooling.bucket_domains, work), ddir, rdir, progress, options,
+                on_progress,
+            )  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.close()
+        shutil.rmtree(work, ignore_errors=True)
+        if out.local:
+            with contextlib.suppress(OSError):
+                (Path(out.path) / ".work").rmdir()
+
+    manifests.finish(manifest, ddir, progress, stats)
+    store.write_manifest(out, label, manifest)
+    return manifest
+
+
+def retry_errors(
+    out: str | Path | store.Location,
+    label: str,
+    *,
+    options: ScanOptions | None = None,
+    on_progress: Callable[[ScanCounters], None] | None = None,
+) -> dict[str, Any]:
+    """Scan again the domains of a snapshot that ended servfail, timeout or error.
+
+    Their rows and their records are replaced in place, part by part (each part rewritten
+    atomically, records first). Returns the updated manifest.
+    """
+    options = options or ScanOptions()
+    manifest = store.read_manifest(out, label)
+    if manifest is None:
+        raise ScanError(f"no snapshot {label} in {out}")
+    if not manifest.get("complete"):
+        raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
+    ddir, rdir = store.snapshot_dirs(out, label)
+    parts = ddir.glob("part-*.parquet")
+    progress = ScanCounters()
+    todo: list[tuple[store.Location, list[str]]] = []
+    for part in parts:
+        statuses = store.read_table(part, columns=["domain", "status"]).to_pydict()
+        names = [
+            d
+            for d, st in zip(statuses["domain"], statuses["status"], strict=True)
+            if st in RETRY_STATUSES
+        ]
+        if names:
+            todo.append((part, names))
+            progress.total += len(names)
+
+    async def run() -> Stats:
+        async with open_scanner(options) as (fleet, probing):
+            await _retry_parts(fleet, probing)
+        return fleet.stats
+
+    async def _retry_parts(fleet: Fleet, probing: Probing | None) -> None:
+        sem = asyncio.Semaphore(options.concurrency)
+
+        async def one(name: str) -> tuple[dict, list[Record], list[dict]]:
+            async with sem:
+                result = await scan_domain(name, fleet, probing)
+            fleet.check_alive()
+            progress.done += 1
+            progress.by_status[result[0]["status"]] += 1
+            if on_progress is not None:
+                on_progress(progress)
+            return result
+
+        for part, names in todo:
+            results = await asyncio.gather(*(one(n) for n in names))
+            _replace_in_part(part, rdir / part.name, results)
+
+    try:
+        with event_loop_runner() as runner:
+            stats = runner.run(run())
+    except NoResolverAnswering as exc:
+        raise ScanError(
+            f"{exc}; parts already retried are kept, run the same command again"
+        ) from None
+    manifests.add_retry(manifest, parts, progress, options, stats)
+    store.write_manifest(out, label, manifest)
+    return manifest
+
+
+def _replace_in_part(
+    dpart: store.Location,
+    rpart: store.Location,
+    results: list[tuple[dict, list[dict], list[dict]]],
+) -> None:
+    """Put the re-scanned domains' rows, records and probes in place of their old ones."""
+    new_rows = {row["domain"]: row for row, _, _ in results}
+
+    def kept(part: store.Location) -> list[dict]:
+        if not part.exists():
+            return []
+        return [r for r in store.read_table(part).to_pylist() if r["domain"] not in new_rows]
+
+    records = kept(rpart)
+    ppart = dpart.parent.parent.parent / "probes" / dpart.parent.name / dpart.name
+    probes = kept(ppart)
+    for _, recs, probe_rows in results:
+        records.extend(record_dict(r) for r in recs)
+        probes.extend(probe_rows)
+    rows = [new_rows.get(r["domain"], r) for r in store.read_table(dpart).to_pylist()]
+    store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)
+    if probes:
+        store.write_part(ppart.parent, ppart.name, probes, PROBES_SCHEMA)
+    store.write_part(dpart.parent, dpart.name, rows, store.DOMAINS_SCHEMA)

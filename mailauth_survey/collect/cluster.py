@@ -22,7 +22,8 @@ from typing import Any
 
 from .. import store
 from ..resolver import Stats
-from .engine import Progress, ScanError, ScanOptions, _add_stats, _run_buckets
+from .engine import run_buckets
+from .options import ScanCounters, ScanError, ScanOptions
 
 #: How often Dask may rerun a shard whose worker died before giving up on the scan.
 SHARD_RETRIES = 3
@@ -42,9 +43,9 @@ def _shard_task(
     plain paths and URLs.
     """
     started = time.time()
-    progress = Progress()
+    progress = ScanCounters()
     ddir, rdir = store.location(ddir), store.location(rdir)
-    stats = _run_buckets([bucket], lambda _b: names, ddir, rdir, progress, options, None, share)
+    stats = run_buckets([bucket], lambda _b: names, ddir, rdir, progress, options, None, share)
     try:
         from distributed import get_worker
 
@@ -94,9 +95,9 @@ def run_on_cluster(
     names_of: Callable[[int], list[str]],
     ddir: store.Location,
     rdir: store.Location,
-    progress: Progress,
+    progress: ScanCounters,
     options: ScanOptions,
-    on_progress: Callable[[Progress], None] | None,
+    on_progress: Callable[[ScanCounters], None] | None,
 ) -> tuple[Stats, list[dict[str, Any]]]:
     """Submit one task per shard and wait for all; return merged stats and the shard list."""
     from distributed import as_completed
@@ -128,7 +129,7 @@ def run_on_cluster(
                 raise ScanError(
                     f"a shard failed on the cluster: {exc}; run the same command again to resume"
                 ) from None
-            _add_stats(total, result.pop("stats"))
+            total.merge(result.pop("stats"))
             by_status = result.pop("by_status")
             progress.done += result["domains"]
             progress.by_status.update(by_status)

@@ -7,11 +7,17 @@ as the draft imports it from RFC 7489). More than one record → ``invalid`` (7.
 The record (draft 4.3) uses the DKIM tag-value syntax: ``v=BIMI1`` first; ``l=`` required,
 empty or one ``https:`` URI not naming another image format than SVG (4.3.2); ``a=`` optional,
 empty or one ``https:`` URI; ``lps=`` true/false; an invalid ``avp=`` is ignored; unknown tags
-are ignored; capitalisation is not fixed (4.3: receivers must not repair records).
+are ignored.
 
-Choice: a declination record (``l=`` and ``a=`` both empty, 4.3.1, e.g. ``v=BIMI1; l=; a=;``)
-is reported as ``none`` — the domain explicitly publishes no indicator, which is not adoption —
-and, being a record, it stops the fallback to the organizational domain.
+Case: the draft's ABNF writes tag names as quoted strings (``"v"``, ``"l"``, ``"lps"``), which are
+case-insensitive (RFC 5234 2.3), so ``V=BIMI1; L=...`` is a record. Values are not repaired
+(4.3: "MUST NOT attempt to fix ... capitalization errors"): the version value must be exactly
+``BIMI1`` ("MUST match precisely"), and ``lps``/``avp`` values are ``%s`` strings.
+
+A declination (4.3.1: ``l=`` and ``a=`` both empty, ``a=`` absent counting as empty, e.g.
+``v=BIMI1; l=;``) is ``declined``: the draft calls it distinct from publishing no record. It is
+not adoption (not in the ``bimi`` metric), and, being a record, it stops the fallback to the
+organizational domain.
 """
 
 from __future__ import annotations
@@ -22,15 +28,16 @@ from typing import Any
 
 from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
 from ..domains import registrable_domain
-from .dkim import parse_tag_list
-from .dmarc import check_uri
+from ._syntax import check_uri, parse_tag_list
 
 COLUMNS = ("bimi_status",)
+#: Every ``bimi_status`` (SPEC.md).
+STATUSES = ("none", "valid", "declined", "invalid", "temperror")
 SELECTOR = "default"
 #: Where the default BIMI Assertion Record of a domain is.
 PREFIX = f"{SELECTOR}._bimi"
 
-_VERSION = re.compile(r"[ \t]*v[ \t]*=[ \t]*BIMI1[ \t]*(?:;|$)")
+_VERSION = re.compile(r"[ \t]*[vV][ \t]*=[ \t]*BIMI1[ \t]*(?:;|$)")
 _OTHER_IMAGE = re.compile(r"\.(png|jpe?g|gif|bmp|webp|ico|tiff?|heic|avif)$", re.I)
 _KNOWN_TAGS = frozenset({"v", "l", "a", "lps", "avp"})
 
@@ -61,11 +68,11 @@ class BimiRecord:
     def status(self) -> str:
         if not self.valid:
             return "invalid"
-        return "none" if self.declined else "valid"
+        return "declined" if self.declined else "valid"
 
 
 def is_bimi_record(text: str) -> bool:
-    """Whether the record starts with ``v=BIMI1`` (draft 4.3, 7.2 step 4)."""
+    """Whether the record starts with ``v=BIMI1`` (draft 4.3, 7.2 step 4; ``V=`` too)."""
     return bool(_VERSION.match(text))
 
 
@@ -76,7 +83,7 @@ def parse_record(text: str) -> BimiRecord:
         rec.errors.append("BIMI draft 4.3: not a BIMI record: it must start with v=BIMI1")
         return rec
     rec.is_bimi = True
-    tl = parse_tag_list(text)
+    tl = parse_tag_list(text, fold_case=True)  # names are ABNF quoted strings (draft 4.3)
     rec.errors += [f"BIMI draft 4.3 (RFC 6376 3.2): {e}" for e in tl.errors]
     rec.errors += [
         f"BIMI draft 4.3 (RFC 6376 3.2): tag {n!r} appears more than once" for n in tl.duplicates

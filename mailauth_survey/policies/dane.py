@@ -71,11 +71,10 @@ from ..answers import (
     normalize_name,
     valid_qname,
 )
+from .apex import MAX_MX_HOSTS, exchanges
 
 COLUMNS = ("dane", "dnssec")
 
-#: MX hosts looked at (the same cap as ``analysis.MAX_MX_HOSTS``, whose A/AAAA this reuses).
-MAX_MX_HOSTS = 10
 
 #: SMTP's TLSA prefix (RFC 7672 2.2.3: port 25, TCP).
 TLSA_PREFIX = "_25._tcp."
@@ -255,18 +254,7 @@ def host_state(host: str, dns: AnswerSet) -> HostDane:
 
 def mx_hosts(dns: AnswerSet, domain: str) -> list[str]:
     """Real exchanges of a NOERROR MX answer, by preference then name, null MX excluded."""
-    hosts: list[tuple[int, str]] = []
-    for text in dns.get(domain, "MX").rdata("MX"):
-        parts = text.split()
-        if len(parts) == 2 and _UINT.match(parts[0]):
-            exchange = normalize_name(parts[1])
-            if exchange:
-                hosts.append((int(parts[0]), exchange))
-    ordered: list[str] = []
-    for _pref, host in sorted(hosts):
-        if host not in ordered:
-            ordered.append(host)
-    return ordered
+    return exchanges(dns.get(domain, "MX"))
 
 
 def host_states(domain: str, dns: AnswerSet) -> list[HostDane]:

@@ -12,8 +12,7 @@ A selector counts only when its key record is usable: a revoked key (empty ``p=`
 unknown ``k=``, undecodable key, RSA under 1024 bits per RFC 8301 3.2, ``s=`` without email) is
 no key either. Findings for each record are available from :func:`parse_key_record`.
 
-This module also holds :func:`parse_tag_list`, the RFC 6376 3.2 tag-value syntax that DMARC and
-BIMI records reuse.
+The RFC 6376 3.2 tag-value syntax, which DMARC and BIMI records reuse, is in :mod:`._syntax`.
 """
 
 from __future__ import annotations
@@ -32,67 +31,13 @@ from ..answers import (
     txt_query,
     valid_qname,
 )
+from ._syntax import WSP as _WSP
+from ._syntax import TagList, parse_tag_list
 
 #: The selectors probed on every domain (common defaults of hosting panels and providers).
 SELECTORS = ("default", "selector1", "selector2", "google", "k1", "k2", "s1", "s2", "dkim", "mail")
 
 COLUMNS = ("dkim_domainkey", "dkim_selectors")
-
-# --- RFC 6376 3.2 tag-value lists --------------------------------------------------------------
-
-_WSP = " \t\r\n"
-_TAG_SPEC = re.compile(
-    r"[ \t\r\n]*([A-Za-z][A-Za-z0-9_]*)[ \t\r\n]*=[ \t\r\n]*(.*?)[ \t\r\n]*", re.S
-)
-# tag-value: VALCHARs (%x21-3A / %x3C-7E) separated by white space.
-_TAG_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e \t\r\n]*")
-
-
-@dataclass
-class TagList:
-    """A parsed tag-list: tags in published order, and what could not be read.
-
-    ``errors`` are tag-specs that were skipped (malformed, bad characters); ``duplicates`` are
-    tag names seen more than once, which RFC 6376 3.2 says make the whole list invalid.
-    """
-
-    tags: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.tags)
-
-
-def parse_tag_list(text: str) -> TagList:
-    """Split ``tag=value; ...`` per RFC 6376 3.2; never raises.
-
-    Tag names are case-sensitive (RFC 6376 3.2). The first value of a duplicated tag is kept so
-    a caller that chooses to go on has something sensible. A trailing ``;`` is allowed.
-    """
-    out = TagList()
-    specs = text.split(";")
-    for i, spec in enumerate(specs):
-        if not spec.strip(_WSP):
-            if i != len(specs) - 1:
-                out.errors.append("empty tag-spec between ';' separators")
-            continue
-        m = _TAG_SPEC.fullmatch(spec)
-        if not m:
-            out.errors.append(f"malformed tag-spec {spec.strip(_WSP)[:60]!r} (expected name=value)")
-            continue
-        name, value = m.group(1), m.group(2)
-        if not _TAG_VALUE.fullmatch(value):
-            out.errors.append(f"tag {name!r} has characters outside printable ASCII")
-            continue
-        if name in out.tags:
-            if name not in out.duplicates:
-                out.duplicates.append(name)
-            continue
-        out.tags[name] = value
-    return out
-
 
 # --- key records ------------------------------------------------------------------------------
 
@@ -315,8 +260,9 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
     """``dkim_domainkey`` and ``dkim_selectors`` of ``domain`` (see the module docstring).
 
     Asks ``_domainkey.<domain>`` first; only when it exists are the selectors asked, all at once
-    (they are independent). A failed selector query leaves that selector out: the list is a
-    lower bound either way. ``dkim_selectors`` is None when ``_domainkey`` itself failed.
+    (they are independent). ``dkim_selectors`` is None (unknown) when ``_domainkey`` failed, or
+    when a selector query failed and no key was found: the failed one may hold a key, so an
+    empty list would be a false "no DKIM". With a key found the list stays (a lower bound).
     """
     name = normalize_name(domain)
     if not valid_qname(name):
@@ -334,17 +280,30 @@ def analyze(domain: str, dns: AnswerSet) -> dict[str, Any]:
         return {"dkim_domainkey": "error", "dkim_selectors": None}
     if answer.nxdomain:  # RFC 8020: nothing below exists, so no selector is asked
         return {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
-    found = [sel for sel in SELECTORS if selector_has_key(sel, name, dns)]
-    return {"dkim_domainkey": "exists", "dkim_selectors": sorted(found)}
+    found = []
+    unknown = False
+    for sel in SELECTORS:
+        has = selector_key(sel, name, dns)
+        if has:
+            found.append(sel)
+        elif has is None:
+            unknown = True
+    return {
+        "dkim_domainkey": "exists",
+        "dkim_selectors": None if unknown and not found else sorted(found),
+    }
 
 
-def selector_has_key(selector: str, domain: str, dns: AnswerSet) -> bool:
-    """Whether ``<selector>._domainkey.<domain>`` holds a usable key record (any of its TXTs)."""
+def selector_key(selector: str, domain: str, dns: AnswerSet) -> bool | None:
+    """Whether ``<selector>._domainkey.<domain>`` holds a usable key record (any of its TXTs);
+    None when its query failed (SERVFAIL, timeout...) or is not collected yet."""
     qname = f"{selector}._domainkey.{domain}"
     if not valid_qname(qname):
         return False
     answer = dns.get(qname, "TXT")
-    if answer.failed or answer.nxdomain:
+    if answer.failed:
+        return None
+    if answer.nxdomain:
         return False
     return any(_usable(text) for text in answer.txt())
 

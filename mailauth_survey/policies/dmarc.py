@@ -43,7 +43,7 @@ from ..answers import (
     valid_qname,
 )
 from ..domains import registrable_domain
-from .dkim import parse_tag_list
+from ._syntax import check_uri, parse_tag_list, split_uri_list
 
 COLUMNS = (
     "dmarc_status", "dmarc_record", "dmarc_source", "dmarc_p", "dmarc_sp", "dmarc_np",
@@ -57,66 +57,16 @@ POLICIES = ("none", "quarantine", "reject")
 #: RFC 9989 4.10: no walk makes more than eight queries; longer names are cut to seven labels.
 MAX_LABELS = 8
 
-# "v" equals %s"DMARC1" then a separator or the end (RFC 9989 4.8).
-_VERSION = re.compile(r"[ \t]*v[ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
+# "v" equals %s"DMARC1" then a separator or the end (RFC 9989 4.8): the tag name is an ABNF
+# quoted string, so case-insensitive (RFC 5234 2.3); only the value DMARC1 is case-sensitive.
+_VERSION = re.compile(r"[ \t]*[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
 _LOOKS_LIKE = re.compile(r"\s*v\s*=\s*dmarc", re.I)
 _SIZE_SUFFIX = re.compile(r"!([0-9]+)([kmgt]?)$", re.I)
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(.*)", re.S)
-_URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_PORT = re.compile(r":[0-9]*$")
-_PATH_START = re.compile(r"[/?#]")
 _FO_VALUES = frozenset("01ds")
 _KNOWN_TAGS = frozenset(
     ["v", "p", "sp", "np", "psd", "t", "adkim", "aspf", "fo", "rua", "ruf", "pct", "rf", "ri"]
 )
 _REMOVED_TAGS = ("pct", "rf", "ri")
-
-
-# --- report URIs (shared with tlsrpt and bimi) -----------------------------------------------
-
-
-def valid_hostname(host: str) -> bool:
-    """An LDH host name of two or more labels (RFC 5321 4.1.2 Domain), trailing dot allowed."""
-    host = host[:-1] if host.endswith(".") else host
-    labels = host.split(".")
-    return len(labels) > 1 and len(host) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
-
-
-def check_uri(uri: str) -> tuple[str | None, str | None]:
-    """(problem, destination host) of a URI; problem is None when the URI is well formed.
-
-    Generic RFC 3986 syntax for any scheme; ``mailto:`` needs ``local@host`` and ``http(s):``
-    an authority with a host name. The host is lower case, without trailing dot, and known only
-    for those schemes.
-    """
-    m = _SCHEME.fullmatch(uri)
-    if not m:
-        return "is not a URI (RFC 3986 3: no scheme)", None
-    scheme, rest = m.group(1).lower(), m.group(2)
-    if not rest:
-        return "is empty after its scheme", None
-    if not _URI_CHARS.fullmatch(rest):
-        return "has characters not allowed in a URI (RFC 3986 2)", None
-    if scheme == "mailto":
-        local, at, host = rest.split("?", 1)[0].rpartition("@")
-        if not at or not local or not valid_hostname(host):
-            return "is not mailto:local@host (RFC 6068 2)", None
-        return None, normalize_name(host)
-    if scheme in ("http", "https"):
-        if not rest.startswith("//"):
-            return f"has no authority after {scheme}: (RFC 3986 3.2)", None
-        authority = _PATH_START.split(rest[2:], maxsplit=1)[0]
-        host = _PORT.sub("", authority.rpartition("@")[2])
-        if not valid_hostname(host):
-            return f"has no valid host name in {authority!r} (RFC 3986 3.2.2)", None
-        return None, normalize_name(host)
-    return None, None
-
-
-def split_uri_list(value: str) -> list[str]:
-    """Comma-separated URIs with optional white space around the commas."""
-    return [u.strip(" \t") for u in value.split(",")]
 
 
 # --- the record -------------------------------------------------------------------------------
@@ -173,7 +123,8 @@ class DmarcRecord:
 
 
 def is_dmarc_record(text: str) -> bool:
-    """Whether a TXT record starts with the case-sensitive ``v=DMARC1`` tag (RFC 9989 4.7)."""
+    """Whether a TXT record starts with the ``v=DMARC1`` tag (RFC 9989 4.7, 4.8: ``V=`` too;
+    the value ``DMARC1`` is case-sensitive)."""
     return bool(_VERSION.match(text))
 
 
@@ -187,7 +138,7 @@ def parse_record(text: str) -> DmarcRecord:
     rec = DmarcRecord(text=text)
     if not is_dmarc_record(text):
         rec.errors.append(
-            "RFC 9989 4.7: not a DMARC record: it must start with the case-sensitive tag v=DMARC1"
+            "RFC 9989 4.7: not a DMARC record: it must start with the tag v=DMARC1 (DMARC1 is case-sensitive)"
         )
         return rec
     rec.is_dmarc = True
@@ -195,7 +146,7 @@ def parse_record(text: str) -> DmarcRecord:
         rec.warnings.append(
             "RFC 9989 4.8: white space before v=DMARC1 is outside the formal syntax; some receivers ignore the record"
         )
-    tl = parse_tag_list(text)
+    tl = parse_tag_list(text, fold_case=True)  # RFC 9989 4.8 / RFC 7489 6.4 ABNF quoted strings
     rec.tags = tl.tags
     rec.errors += [f"RFC 9989 4.8: {e}; discarded" for e in tl.errors]
     for name in tl.duplicates:
@@ -211,8 +162,7 @@ def _read_tags(rec: DmarcRecord) -> None:
     tags = rec.tags
     for name in tags:
         if name not in _KNOWN_TAGS:
-            hint = " (tag names are case-sensitive)" if name.lower() in _KNOWN_TAGS else ""
-            rec.warnings.append(f"RFC 9989 4.7: unknown tag {name!r} ignored{hint}")
+            rec.warnings.append(f"RFC 9989 4.7: unknown tag {name!r} ignored")
     for name in ("p", "sp", "np"):
         if name in tags:
             value = tags[name].lower()
@@ -376,7 +326,7 @@ def _fetch(qname: str, dns: AnswerSet) -> _Fetch:
 
 def _ignored_warnings(f: _Fetch) -> list[str]:
     return [
-        f"RFC 9989 4.10: TXT at {f.qname} ignored: {t[:80]!r} does not start with the case-sensitive v=DMARC1"
+        f"RFC 9989 4.10: TXT at {f.qname} ignored: {t[:80]!r} does not start with v=DMARC1 (DMARC1 is case-sensitive)"
         for t in f.ignored
     ]
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
+from ._syntax import EXTENSION, split_fields
 
 COLUMNS = ("mta_sts_status", "mta_sts_id")
 
 _VERSION = re.compile(r"v=STSv1[ \t]*;")
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
-_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}=[\x21-\x3a\x3c\x3e-\x7e]+")
 
 
 @dataclass
@@ -41,19 +41,6 @@ class StsRecord:
 def is_sts_record(text: str) -> bool:
     """Whether the record begins with ``v=STSv1`` and its separator (RFC 8461 3.1)."""
     return bool(_VERSION.match(text))
-
-
-def split_fields(text: str) -> list[str] | None:
-    """The fields after the version, or None when the field delimiters are broken.
-
-    ``field-delim = *WSP ";" *WSP``; one trailing delimiter is allowed, empty fields are not.
-    """
-    parts = [p.strip(" \t") for p in text.split(";")][1:]
-    if parts and parts[-1] == "":
-        parts.pop()
-    if not parts or any(p == "" for p in parts):
-        return None
-    return parts
 
 
 def parse_record(text: str) -> StsRecord:
@@ -78,7 +65,7 @@ def parse_record(text: str) -> StsRecord:
                 rec.id = value
             else:
                 rec.errors.append(f"RFC 8461 3.1: id {value!r} is not 1-32 letters and digits")
-        elif _EXTENSION.fullmatch(f):
+        elif EXTENSION.fullmatch(f):
             name, value = f.split("=", 1)
             rec.extensions.setdefault(name, value)
             hint = " (field names are case-sensitive: id=)" if name.lower() == "id" else ""
@@ -130,9 +117,9 @@ def lookup(domain: str, dns: AnswerSet) -> tuple[str, StsRecord | None]:
 
 # --- The HTTPS policy (RFC 8461 3.2, 3.3, 4.1) ----------------------------------------------------
 #
-# Pure functions over a stored :class:`~mailauth_survey.probes.PolicyFetch`; the fetch itself is
-# in ``probes``. ``policy_columns`` is what the domains table gets; ``reanalyze`` can rebuild it
-# from the probes table with no network.
+# Pure functions over a stored :class:`~mailauth_survey.probes.results.PolicyFetch`; the fetch
+# itself is in ``probes.https``. ``policy_columns`` is what the domains table gets; ``reanalyze``
+# can rebuild it from the probes table with no network.
 
 POLICY_COLUMNS = ("mta_sts_policy_status", "mta_sts_mode", "mta_sts_max_age", "mta_sts_mx_match")
 

@@ -56,6 +56,7 @@ from mailauth_survey.answers import (
     text_cache,
     valid_qname,
 )
+from mailauth_survey.policies.apex import mx_records
 
 PASS, FAIL, SOFTFAIL, NEUTRAL = "pass", "fail", "softfail", "neutral"
 NONE, PERMERROR, TEMPERROR = "none", "permerror", "temperror"
@@ -597,13 +598,8 @@ class _Budget:
 
 
 def _mx_hosts(rdatas: list[str]) -> list[str]:
-    """Exchanges by preference then name; unparsable rdata skipped."""
-    hosts = []
-    for r in rdatas:
-        parts = r.split()
-        if len(parts) == 2 and parts[0].isdigit() and len(parts[0]) <= 5:
-            hosts.append((int(parts[0]), normalize_name(parts[1])))
-    return [h for _, h in sorted(hosts)]
+    """Exchanges by preference then name (the null MX as ""); unparsable rdata skipped."""
+    return [host for _pref, host in mx_records(rdatas)]
 
 
 def _static_target(spec: str | None, domain: str) -> str | None:
@@ -740,6 +736,12 @@ class _Walker(_Budget):
         return parse_record(text)
 
 
+COLUMNS = (
+    "spf_status", "spf_record", "spf_all", "spf_lookups", "spf_void_lookups", "spf_errors",
+    "spf_warnings", "spf_pass_any",
+)  # fmt: skip
+
+
 def _row(status: str, **values: object) -> dict:
     row: dict = {
         "spf_status": status,
@@ -753,6 +755,11 @@ def _row(status: str, **values: object) -> dict:
     }
     row.update(values)
     return row
+
+
+def first_queries(name: str, dns: AnswerSet) -> tuple[tuple[str, str], ...]:
+    """Nothing: :func:`analyze` first reads the apex TXT, which is in before any module runs."""
+    return ()
 
 
 def analyze(domain: str, dns: AnswerSet) -> dict:

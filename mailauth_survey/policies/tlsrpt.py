@@ -1,10 +1,14 @@
 """SMTP TLS Reporting (RFC 8460): the ``_smtp._tls`` TXT record.
 
 RFC 8460 3: only records beginning with ``v=TLSRPTv1;`` count (others are ignored, so a near
-miss leaves the status ``none``); exactly one must remain. It needs exactly one ``rua`` field: a
+miss leaves the status ``none``); exactly one must remain. It needs a ``rua`` field: a
 comma-separated list of URIs, at least one of them ``mailto:`` or ``https:`` (the schemes RFC
-8460 3 defines); a URI of another scheme is kept with a warning. Any syntax error makes the
-record ``invalid``. ``tlsrpt_rua`` lists the URIs as published, for a valid record only.
+8460 3 defines); a URI of another scheme is kept with a warning. The ABNF (``tlsrpt-record =
+tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]``) lets ``rua`` repeat: every field's
+URIs count, in published order. An empty ``rua=`` (or an empty URI in the list) matches neither
+``tlsrpt-rua`` (which needs a URI) nor an extension (whose value is ``1*``), so it is a syntax
+error, and any syntax error makes the record ``invalid`` ("syntactically invalid": senders
+assume no TLSRPT). ``tlsrpt_rua`` lists the URIs as published, for a valid record only.
 """
 
 from __future__ import annotations
@@ -14,13 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..answers import AnswerSet, domain_exists, normalize_name, txt_query, valid_qname
-from .dmarc import check_uri, split_uri_list
-from .mta_sts import split_fields
+from ._syntax import EXTENSION, check_uri, split_fields, split_uri_list
 
 COLUMNS = ("tlsrpt_status", "tlsrpt_rua")
 
 _VERSION = re.compile(r"v=TLSRPTv1[ \t]*;")
-_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}=[\x21-\x3a\x3c\x3e-\x7e]+")
 _SCHEMES = ("mailto:", "https:")
 
 
@@ -58,12 +60,9 @@ def parse_record(text: str) -> TlsRptRecord:
     seen_rua = False
     for f in fields:
         if f.startswith("rua="):
-            if seen_rua:
-                rec.errors.append("RFC 8460 3: more than one rua field")
-                continue
-            seen_rua = True
+            seen_rua = True  # (the field may repeat: 1*(field-delim tlsrpt-field))
             _read_rua(rec, f[4:])
-        elif _EXTENSION.fullmatch(f):
+        elif EXTENSION.fullmatch(f):
             name, value = f.split("=", 1)
             rec.extensions.setdefault(name, value)
             rec.warnings.append(f"RFC 8460 3: extension field {name!r} ignored")
@@ -71,10 +70,13 @@ def parse_record(text: str) -> TlsRptRecord:
             rec.errors.append(f"RFC 8460 3: field {f[:60]!r} is not name=value")
     if not seen_rua:
         rec.errors.append("RFC 8460 3: the rua field is required")
+    elif rec.rua and not any(u.lower().startswith(_SCHEMES) for u in rec.rua):
+        rec.errors.append("RFC 8460 3: no rua URI is mailto: or https:")
     return rec
 
 
 def _read_rua(rec: TlsRptRecord, value: str) -> None:
+    """One rua field's URIs, added to those of the fields before it."""
     for uri in split_uri_list(value):
         problem, _host = check_uri(uri)
         if problem:
@@ -83,8 +85,6 @@ def _read_rua(rec: TlsRptRecord, value: str) -> None:
         if not uri.lower().startswith(_SCHEMES):
             rec.warnings.append(f"RFC 8460 3: rua URI {uri!r} is neither mailto: nor https:")
         rec.rua.append(uri)
-    if rec.rua and not any(u.lower().startswith(_SCHEMES) for u in rec.rua):
-        rec.errors.append("RFC 8460 3: no rua URI is mailto: or https:")
 
 
 #: Where the TLS-RPT TXT record is (RFC 8460 3).

@@ -28,12 +28,14 @@ import json
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from importlib import resources
 from pathlib import Path
 
 import idna
 
 from ..domains import public_suffix, registrable_domain, to_unicode
+from ..prefectures import PREFECTURES
 
 __all__ = [
     "DEMO_SEED",
@@ -342,6 +344,13 @@ class _Names:
                 self.used.add(name)
                 return name
         raise RuntimeError(f"cannot find a free name under {suffix}")
+
+    def claim(self, name: str) -> bool:
+        """Take ``name`` if it is free."""
+        if name in self.used:
+            return False
+        self.used.add(name)
+        return True
 
     def _company(self) -> str:
         r = self.rng
@@ -957,6 +966,84 @@ def _truth(p: _Profile) -> dict:
     return t
 
 
+# -- the local-government panel ------------------------------------------------------------------
+
+#: Municipality kinds of the synthetic panel: (kind, label of its lg.jp name, weight).
+_LG_PANEL_KINDS = (("city", "city", 40), ("town", "town", 45), ("village", "vill", 15))
+#: Prefectures whose capital is a designated city with wards on the city's own domain.
+_WARD_CITIES = 6
+
+
+@lru_cache(maxsize=1)
+def _geographic_places() -> dict[str, tuple[str, ...]]:
+    """Place names the PSL lists under each prefecture (``<place>.<prefecture>.jp``, 地域型)."""
+    text = (resources.files("publicsuffixlist") / "public_suffix_list.dat").read_text("utf-8")
+    text = text.split("===END ICANN DOMAINS===", 1)[0]
+    places: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        labels = line.strip().split(".")
+        if len(labels) == 3 and labels[2] == "jp" and labels[0].isascii() and labels[0].isalpha():
+            places.setdefault(labels[1], []).append(labels[0])
+    return {pref: tuple(sorted(set(names))) for pref, names in places.items()}
+
+
+def _localgov_panel(
+    names: _Names, seed: int
+) -> tuple[list[tuple[str, str]], list[dict[str, str]], dict[str, float]]:
+    """A synthetic panel of Japan's local governments: every prefecture, 2-8 municipalities each.
+
+    Returns (domain, category) pairs to draw, the panel's rows (domain, prefecture,
+    prefecture_en, name, kind; a designated city's wards share the city's domain) and each
+    domain's DMARC lean (prefectures differ, so that a map of them shows something).
+    """
+    rng = random.Random(f"{seed}|localgov")
+    places = _geographic_places()
+    domains: list[tuple[str, str]] = []
+    rows: list[dict[str, str]] = []
+    lean: dict[str, float] = {}
+    ward_prefectures = set(rng.sample(range(1, 48), _WARD_CITIES))
+    for code, ja, en in PREFECTURES:
+        pref = en.lower()
+        weight = rng.uniform(0.35, 1.8)  # < 1: adopts earlier than the national quota says
+
+        def add(domain: str, category: str, name: str, kind: str, ja=ja, en=en, w=weight) -> None:
+            domains.append((domain, category))
+            lean[domain] = w
+            rows.append(
+                {
+                    "domain": domain,
+                    "prefecture": ja,
+                    "prefecture_en": en,
+                    "name": name,
+                    "kind": kind,
+                }
+            )
+
+        add(f"pref.{pref}.lg.jp", "lg", ja, "prefecture")
+        pool = list(places.get(pref, ()))
+        rng.shuffle(pool)
+        for i in range(rng.randint(2, 8)):
+            kind, label = _pick_kind(rng) if i else ("city", "city")  # the capital first
+            place = pool.pop() if pool else f"{pref}{i}"
+            geographic = rng.random() < 0.3 and public_suffix(f"{label}.{place}.{pref}.jp") == (
+                f"{place}.{pref}.jp"
+            )
+            domain = f"{label}.{place}.{pref}.jp" if geographic else f"{label}.{place}.lg.jp"
+            if not names.claim(domain):
+                continue
+            name = f"{place.capitalize()} {kind.capitalize()}"
+            add(domain, "geographic" if geographic else "lg", name, kind)
+            if i == 0 and code in ward_prefectures:
+                for ward in ("Chuo", "Kita", "Minami")[: rng.randint(2, 3)]:
+                    rows.append({**rows[-1], "name": f"{name} {ward} Ward", "kind": "ward"})
+    return domains, rows, lean
+
+
+def _pick_kind(rng: random.Random) -> tuple[str, str]:
+    kind = _pick(rng, tuple((k, w) for k, _, w in _LG_PANEL_KINDS))
+    return kind, next(label for k, label, _ in _LG_PANEL_KINDS if k == kind)
+
+
 # -- the population ------------------------------------------------------------------------------
 
 
@@ -1020,6 +1107,9 @@ class Population:
     seed: int
     quarter: str
     _profiles: list[_Profile] = field(repr=False)
+    #: The local-government panel's rows (``generate(..., localgov=True)``): domain, prefecture,
+    #: prefecture_en, name, kind; its domains are in ``domains`` too.
+    panel: list[dict[str, str]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.serial = _SERIALS[self.quarter]
@@ -1057,8 +1147,12 @@ class Population:
         return out
 
 
-def generate(n: int, seed: int, quarter: str = "2024Q2") -> Population:
-    """A population of ``n`` listed domains for ``quarter``; the same (n, seed) gives the same names."""
+def generate(n: int, seed: int, quarter: str = "2024Q2", *, localgov: bool = False) -> Population:
+    """A population of ``n`` listed domains for ``quarter``; the same (n, seed) gives the same names.
+
+    ``localgov`` adds a synthetic local-government panel (``Population.panel``, names under lg.jp
+    and the geographic types in every prefecture) beside the ``n`` domains, which stay the same.
+    """
     if quarter not in QUARTERS:
         raise ValueError(f"quarter must be one of {', '.join(QUARTERS)}")
     if n < 0:
@@ -1074,9 +1168,17 @@ def generate(n: int, seed: int, quarter: str = "2024Q2") -> Population:
         profiles
     )  # the list interleaves categories, as a registry dump sorted by name would
     _resolve_quarter(profiles, quarter)
-    return Population(n, seed, quarter, profiles)
+    if not localgov:
+        return Population(n, seed, quarter, profiles)
+    pairs, rows, lean = _localgov_panel(names, seed)
+    panel = [_draw(domain, category, seed) for domain, category in pairs]
+    for p in panel:
+        p.u_dmarc = min(p.u_dmarc * lean[p.domain], 0.999999)
+    _resolve_quarter(panel, quarter)  # its own quotas: the n domains' draws stay as they were
+    return Population(n, seed, quarter, profiles + panel, rows)
 
 
-def demo_population() -> dict[str, Population]:
-    """The bundled demo sample: 2,000 domains, both quarters, fixed seed (oldest first)."""
-    return {q: generate(DEMO_SIZE, DEMO_SEED, q) for q in QUARTERS}
+def demo_population(*, localgov: bool = False) -> dict[str, Population]:
+    """The bundled demo sample: 2,000 domains, both quarters, fixed seed (oldest first); with
+    ``localgov``, the synthetic local-government panel beside them."""
+    return {q: generate(DEMO_SIZE, DEMO_SEED, q, localgov=localgov) for q in QUARTERS}
