@@ -16,6 +16,10 @@ import pyarrow as pa
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,7 +40,7 @@ from mailauth_survey.probes.settings import (
     load_exclusions,
 )
 from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
-from mailauth_survey.probes.x509 import leaf_facts
+from mailauth_survey.probes.x509 import read_leaf
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"
@@ -181,6 +185,70 @@ async def test_expired_certificate(authority):
     assert ehlos == [EHLO_NAME, EHLO_NAME]  # verifying handshake, then one without verification
     cols = starttls_columns(["mx1.example.jp"], [p])
     assert cols["starttls"] is True and cols["starttls_cert_valid"] is False
+
+
+class PemLeaf:
+    """A leaf certificate and its key in PEM files, served like a trustme.LeafCert."""
+
+    def __init__(self, folder: Path, cert: x509.Certificate, key) -> None:
+        self.cert, self.key = folder / "leaf.pem", folder / "leaf.key"
+        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def configure_cert(self, ctx: ssl.SSLContext) -> None:
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+
+
+def san_less_leaf(ca: trustme.CA, folder: Path) -> tuple[PemLeaf, x509.Certificate]:
+    """A leaf for CN=mx1.example.jp with no subjectAltName, signed by ``ca`` (trustme always
+    adds one)."""
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx1.example.jp")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(ca_key, hashes.SHA256())
+    )
+    return PemLeaf(folder, cert, key), ca_cert
+
+
+async def test_certificate_without_subject_alt_name_matches_no_name(authority, tmp_path):
+    """RFC 9525 6.3: the subject CN is no DNS-ID, so a SAN-less certificate names no host; the
+    chain is still valid and the rest of the certificate is still recorded."""
+    ca, cafile = authority
+    leaf, ca_cert = san_less_leaf(ca, tmp_path)
+    with smtpd(leaf) as server:
+        (p,) = await probe_smtp("mx1.example.jp", ["127.0.0.1"], settings_for(server.port, cafile))
+    assert p.status == "ok" and p.cert_valid is True and p.cert_error is None
+    assert p.cert_names == [] and p.cert_name_match is False
+    assert p.cert_issuer == ca_cert.subject.rfc4514_string()
+    assert (p.cert_key_type, p.cert_key_bits) == ("ec", 256)
+    assert p.cert_not_before < p.probed_at < p.cert_not_after
+    assert starttls_columns(["mx1.example.jp"], [p])["starttls_cert_valid"] is False
+
+
+async def test_probe_records_issuer_key_and_signature_algorithm(authority):
+    ca, cafile = authority
+    with smtpd(ca.issue_cert("mx1.example.jp", key_type=trustme.KeyType.RSA)) as server:
+        (p,) = await probe_smtp("mx1.example.jp", ["127.0.0.1"], settings_for(server.port, cafile))
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    assert p.cert_ok and p.cert_error is None
+    assert p.cert_issuer == ca_cert.subject.rfc4514_string()
+    assert (p.cert_key_type, p.cert_key_bits) == ("rsa", 2048)
+    assert p.cert_signature_algorithm == "ecdsa-with-sha256"  # trustme's CA key is ECDSA
 
 
 async def test_host_name_that_sni_cannot_carry_does_not_raise(authority):
@@ -624,6 +692,31 @@ def test_rows_round_trip_through_arrow_and_pandas():
     assert back == [smtp, policy, bare]
 
 
+def test_rows_keep_the_certificate_facts_through_arrow_and_pandas():
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    full = SmtpProbe(
+        host="mx1.example.jp",
+        address="192.0.2.1",
+        status="ok",
+        cert_valid=True,
+        cert_name_match=True,
+        cert_not_before=now - dt.timedelta(days=30),
+        cert_not_after=now + dt.timedelta(days=60),
+        cert_expired=False,
+        cert_names=["mx1.example.jp"],
+        cert_issuer="CN=R11,O=Let's Encrypt,C=US",
+        cert_key_type="rsa",
+        cert_key_bits=2048,
+        cert_signature_algorithm="rsa-with-sha256",
+        probed_at=now,
+    )
+    bare = SmtpProbe(host="mx2.example.jp", address="192.0.2.2", status="skipped", probed_at=now)
+    table = pa.Table.from_pylist([to_row(full), to_row(bare)], schema=PROBES_SCHEMA)
+    back = [from_row(r) for r in table.to_pandas().to_dict("records")]
+    assert back == [full, bare]
+    assert type(back[0].cert_key_bits) is int  # pandas gave 2048.0 beside a null
+
+
 def test_to_row_rejects_other_objects():
     with pytest.raises(TypeError):
         to_row({"kind": "smtp"})
@@ -639,13 +732,14 @@ def test_leaf_facts_reads_names_and_expiry():
     after = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     cert = ca.issue_cert("mx1.example.jp", "*.mx.example.jp", "192.0.2.1", not_after=after)
     der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
-    names, not_after = leaf_facts(der)
-    assert names == ["mx1.example.jp", "*.mx.example.jp"]  # the IP SAN is not a DNS name
-    assert not_after == after
-    assert leaf_facts(der[:100]) == ([], None)
+    leaf = read_leaf(der)
+    assert leaf.dns_names == ["mx1.example.jp", "*.mx.example.jp"]  # the IP SAN is not a DNS name
+    assert leaf.not_after == after
+    short = read_leaf(der[:100])
+    assert (short.dns_names, short.not_after) == ([], None)
 
 
 @given(st.binary(max_size=300))
 def test_leaf_facts_never_raises(data):
-    names, not_after = leaf_facts(data)
-    assert isinstance(names, list)
+    leaf = read_leaf(data)
+    assert isinstance(leaf.dns_names, list)

@@ -23,6 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 from ..answers import (
     AnswerSet,
     domain_exists,
@@ -42,8 +46,6 @@ COLUMNS = ("dkim_domainkey", "dkim_selectors")
 # --- key records ------------------------------------------------------------------------------
 
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_RSA_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1 rsaEncryption
-_ED25519_OID = bytes.fromhex("2b6570")  # 1.3.101.112
 
 
 @dataclass
@@ -146,72 +148,47 @@ def _check_lists(rec: KeyRecord) -> None:
         rec.flags = _colon_list(rec.tags["t"])
 
 
-# --- a tiny DER reader for key sizes ----------------------------------------------------------
+# --- public keys, read by cryptography --------------------------------------------------------
+
+#: What a key that is not RSA is called in a finding.
+_KEY_NAMES = (
+    (ed25519.Ed25519PublicKey, "an ed25519 key"),
+    (ed448.Ed448PublicKey, "an ed448 key"),
+    (ec.EllipticCurvePublicKey, "an EC key"),
+    (dsa.DSAPublicKey, "a DSA key"),
+)
 
 
-class _DerError(ValueError):
-    pass
-
-
-def _tlv(buf: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos``."""
-    end = len(buf) if end is None else end
-    if pos + 2 > end:
-        raise _DerError("truncated")
-    tag, first = buf[pos], buf[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or pos + n > end:
-            raise _DerError("bad length")
-        length = int.from_bytes(buf[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise _DerError("truncated")
-    return tag, pos, pos + length
-
-
-def _rsa_public_key_bits(buf: bytes, pos: int, end: int) -> int:
-    """Modulus size of an RSAPublicKey ``SEQUENCE { INTEGER n, INTEGER e }`` (RFC 8017 A.1.1)."""
-    tag, start, stop = _tlv(buf, pos, end)
-    if tag != 0x30:
-        raise _DerError("RSAPublicKey is not a SEQUENCE")
-    tag, n_start, n_end = _tlv(buf, start, stop)
-    if tag != 0x02:
-        raise _DerError("modulus is not an INTEGER")
-    modulus = int.from_bytes(buf[n_start:n_end], "big")
-    tag, _e_start, _e_end = _tlv(buf, n_end, stop)
-    if tag != 0x02:
-        raise _DerError("exponent is not an INTEGER")
-    return modulus.bit_length()
+def _load_public_key(der: bytes) -> PublicKeyTypes:
+    """The key in ``der``: a SubjectPublicKeyInfo, or a bare PKCS#1 RSAPublicKey (the DER loader
+    has read both since cryptography 1.x); ValueError for anything else, whatever the library
+    raised (a key record is hostile input)."""
+    try:
+        return serialization.load_der_public_key(der)
+    except Exception as exc:
+        why = str(exc).split("\n", 1)[0].split(". ", 1)[0][:200]  # its first sentence
+        raise ValueError(why or "not a public key") from None
 
 
 def rsa_key_bits(der: bytes) -> tuple[int, bool]:
     """(modulus bits, wrapped in SubjectPublicKeyInfo) of an RSA key; raises ValueError.
 
     RFC 6376 3.6.1 asks for SubjectPublicKeyInfo; a bare RSAPublicKey is accepted by many
-    verifiers, so it is read too and reported by the flag.
+    verifiers, so it is read too and reported by the flag. DER has one encoding per value, so
+    the input must be exactly one of the key's two encodings: this tells the forms apart and
+    refuses what the loader takes but a DKIM verifier must not, such as an RSASSA-PSS key (its
+    own OID, not rsaEncryption with NULL parameters as RFC 3279 2.3.1 asks).
     """
-    tag, start, stop = _tlv(der, 0)
-    if tag != 0x30:
-        raise _DerError("not a DER SEQUENCE")
-    tag, a_start, a_end = _tlv(der, start, stop)
-    if tag == 0x02:  # RSAPublicKey directly
-        return _rsa_public_key_bits(der, 0, len(der)), False
-    if tag != 0x30:
-        raise _DerError("no AlgorithmIdentifier")
-    tag, o_start, o_end = _tlv(der, a_start, a_end)
-    if tag != 0x06:
-        raise _DerError("no algorithm OID")
-    oid = der[o_start:o_end]
-    if oid != _RSA_OID:
-        raise _DerError("ed25519 key" if oid == _ED25519_OID else "not an rsaEncryption key")
-    tag, b_start, b_end = _tlv(der, a_end, stop)
-    if tag != 0x03 or b_start >= b_end or der[b_start] != 0:
-        raise _DerError("subjectPublicKey is not a BIT STRING")
-    return _rsa_public_key_bits(der, b_start + 1, b_end), True
+    key = _load_public_key(der)
+    if not isinstance(key, rsa.RSAPublicKey):
+        kind = next((name for cls, name in _KEY_NAMES if isinstance(key, cls)), "not RSA")
+        raise ValueError(kind)
+    encoding = serialization.Encoding.DER
+    if der == key.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo):
+        return key.key_size, True
+    if der == key.public_bytes(encoding, serialization.PublicFormat.PKCS1):
+        return key.key_size, False
+    raise ValueError("not an rsaEncryption SubjectPublicKeyInfo or an RSAPublicKey in DER")
 
 
 def _check_rsa(rec: KeyRecord, der: bytes) -> None:
@@ -237,11 +214,19 @@ def _check_rsa(rec: KeyRecord, der: bytes) -> None:
 
 def _check_ed25519(rec: KeyRecord, der: bytes) -> None:
     if len(der) == 32:
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(der)
+        except Exception as exc:  # (any 32 bytes load today; a stricter library may refuse)
+            rec.errors.append(f"RFC 8463 4.2: p= is not an ed25519 public key ({exc})")
+            return
         rec.key_bits = 256
         return
-    rec.errors.append(
-        f"RFC 8463 4.2: an ed25519 p= must be the bare 32-byte key, got {len(der)} bytes"
-    )
+    try:
+        wrapped = isinstance(_load_public_key(der), ed25519.Ed25519PublicKey)
+    except ValueError:
+        wrapped = False
+    form = "an ed25519 SubjectPublicKeyInfo" if wrapped else f"{len(der)} bytes"
+    rec.errors.append(f"RFC 8463 4.2: an ed25519 p= must be the bare 32-byte key, got {form}")
 
 
 # --- analysis ---------------------------------------------------------------------------------

@@ -68,7 +68,9 @@ class SmtpProbe:
     store (OpenSSL, as senders do; expiry included), ``cert_name_match`` a subjectAltName DNS
     name matches the MX host name (RFC 6125, wildcard only as the whole leftmost label),
     ``cert_not_after`` and ``cert_expired`` (at ``probed_at``), ``cert_names`` the DNS names,
-    ``cert_error`` why verification failed.
+    ``cert_not_before``, ``cert_issuer`` (RFC 4514), ``cert_key_type`` and ``cert_key_bits``,
+    ``cert_signature_algorithm``; ``cert_error`` why verification failed, or which part of the
+    certificate could not be read (those facts are then null: unknown, not absent).
     """
 
     host: str
@@ -84,6 +86,11 @@ class SmtpProbe:
     cert_not_after: datetime | None = None
     cert_expired: bool | None = None
     cert_names: list[str] = field(default_factory=list)
+    cert_not_before: datetime | None = None
+    cert_issuer: str | None = None
+    cert_key_type: str | None = None
+    cert_key_bits: int | None = None
+    cert_signature_algorithm: str | None = None
     cert_error: str | None = None
     detail: str | None = None
     probed_at: datetime = field(default_factory=_now)
@@ -177,6 +184,11 @@ PROBES_COLUMNS: dict[str, pa.DataType] = {
     "cert_not_after": _TS,
     "cert_expired": pa.bool_(),
     "cert_names": pa.list_(_STR),
+    "cert_not_before": _TS,
+    "cert_issuer": _STR,
+    "cert_key_type": _STR,
+    "cert_key_bits": pa.int32(),
+    "cert_signature_algorithm": _STR,
     "cert_error": _STR,
     "detail": _STR,
     "probed_at": _TS,
@@ -236,5 +248,7 @@ def from_row(row: Mapping[str, Any]) -> PolicyFetch | SmtpProbe:
         kwargs = {f.name: values.get(f.name) for f in fields(SmtpProbe)}
         for name in ("ehlo_extensions", "cert_names"):
             kwargs[name] = list(kwargs[name]) if kwargs[name] is not None else []
+        if kwargs["cert_key_bits"] is not None:  # pandas gives a float where a column has nulls
+            kwargs["cert_key_bits"] = int(kwargs["cert_key_bits"])
         return SmtpProbe(**kwargs)
     raise ValueError(f"unknown probe kind {kind!r}")

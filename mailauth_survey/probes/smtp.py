@@ -26,7 +26,7 @@ from ..policies.mta_sts import mx_matches
 from .results import SmtpProbe
 from .settings import ProbeSettings, address_allowed, domain_excluded, unique_addresses
 from .tls import close_stream, elapsed_ms, ssl_reason, unverified_context, verifying_context
-from .x509 import leaf_facts
+from .x509 import read_leaf
 
 
 class _SmtpError(Exception):
@@ -189,7 +189,7 @@ async def probe_address(host: str, address: str, settings: ProbeSettings) -> Smt
             probe.tls_cipher = s.tls_cipher
             if verified:
                 probe.cert_valid = True
-            _cert_facts(probe, s.der)
+            record_certificate(probe, s.der)
     except TimeoutError:
         probe.status = "timeout"
         probe.detail = f"no complete dialogue in {settings.timeout} s"
@@ -201,16 +201,25 @@ async def probe_address(host: str, address: str, settings: ProbeSettings) -> Smt
     return probe
 
 
-def _cert_facts(probe: SmtpProbe, der: bytes | None) -> None:
+def record_certificate(probe: SmtpProbe, der: bytes | None) -> None:
+    """Record what the leaf certificate says; what cannot be read is a finding, not a crash."""
     if not der:
         probe.cert_error = probe.cert_error or "no certificate"
         probe.cert_valid = False
         return
-    names, not_after = leaf_facts(der)
-    probe.cert_names = names[:100]
-    probe.cert_name_match = any(mx_matches(probe.host, n) for n in names)
-    probe.cert_not_after = not_after
-    probe.cert_expired = None if not_after is None else not_after < probe.probed_at
+    leaf = read_leaf(der)
+    probe.cert_names = leaf.dns_names[:100]
+    probe.cert_not_before = leaf.not_before
+    probe.cert_not_after = leaf.not_after
+    probe.cert_issuer = leaf.issuer
+    probe.cert_key_type = leaf.key_type
+    probe.cert_key_bits = leaf.key_bits
+    probe.cert_signature_algorithm = leaf.signature_algorithm
+    if leaf.error is not None:
+        probe.cert_error = "; ".join(filter(None, (probe.cert_error, leaf.error)))[:500]
+    if leaf.names_read:  # else unknown (null), not "no match"
+        probe.cert_name_match = any(mx_matches(probe.host, n) for n in leaf.dns_names)
+    probe.cert_expired = None if leaf.not_after is None else leaf.not_after < probe.probed_at
 
 
 async def probe_smtp(

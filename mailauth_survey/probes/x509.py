@@ -1,85 +1,117 @@
-"""The facts of a server's leaf certificate that the probes table records."""
+"""The facts of a server's leaf certificate that the probes table records, read by ``cryptography``.
+
+Certificates come from any server on the internet, so they are read by the field's ASN.1/X.509
+library (pyca ``cryptography``) rather than by hand. Reading never raises: what cannot be read is
+left out (None, or no names) and said in :attr:`LeafFacts.error`, which the probe records as a
+finding (``cert_error``).
+
+The subject CN is not read as a name: like Python's own host name check (and RFC 9525, which
+drops the CN fallback of RFC 6125), names come from the subjectAltName extension only.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
-_OID_SAN = bytes.fromhex("551d11")  # 2.5.29.17 subjectAltName
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import SignatureAlgorithmOID
 
+#: Key sizes of the key types that have no ``key_size`` (bits of the public key).
+_FIXED_BITS = {"ed25519": 256, "ed448": 456}
 
-def _tlv(buf: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the DER element at ``pos``; ValueError if bad."""
-    if pos + 2 > len(buf):
-        raise ValueError("truncated")
-    tag = buf[pos]
-    length = buf[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 4 or pos + n > len(buf):
-            raise ValueError("bad length")
-        length = int.from_bytes(buf[pos : pos + n], "big")
-        pos += n
-    end = pos + length
-    if end > len(buf):
-        raise ValueError("truncated")
-    return tag, pos, end
+#: Signature algorithms by the names of cryptography's constants: ``rsa-with-sha256``,
+#: ``ecdsa-with-sha384``, ``rsassa-pss``, ``ed25519``...; others are recorded as their OID.
+_SIGNATURE_NAMES = {
+    oid: name.lower().replace("_", "-")
+    for name, oid in vars(SignatureAlgorithmOID).items()
+    if isinstance(oid, x509.ObjectIdentifier)
+}
 
 
-def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        tag, s, e = _tlv(buf, start)
-        if e > end:
-            raise ValueError("overrun")
-        out.append((tag, s, e))
-        start = e
-    return out
+@dataclass
+class LeafFacts:
+    """What was read from one DER certificate; None (or empty) where it could not be read."""
+
+    dns_names: list[str] = field(default_factory=list)  # subjectAltName dNSName, lower case
+    names_read: bool = False  # the extensions were read (no subjectAltName: no names)
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    issuer: str | None = None  # RFC 4514 string, e.g. "CN=R11,O=Let's Encrypt,C=US"
+    key_type: str | None = None  # "rsa", "ec", "ed25519", "ed448", "dsa", or the OID
+    key_bits: int | None = None
+    signature_algorithm: str | None = None  # e.g. "rsa-with-sha256", or the OID
+    error: str | None = None  # why (a part of) the certificate could not be read
 
 
-def _der_time(tag: int, raw: bytes) -> datetime | None:
-    text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    if not text.endswith("Z") or len(text) < 15:
-        return None
-    return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+def read_leaf(der: bytes) -> LeafFacts:
+    """The facts of a DER certificate; never raises.
 
-
-def leaf_facts(der: bytes) -> tuple[list[str], datetime | None]:
-    """(subjectAltName DNS names lower-cased, notAfter) of a DER certificate; never raises.
-
-    Only what the verdicts need. The subject CN is not read: like Python's own host name check
-    (and RFC 6125 when a SAN is present, which public CAs always include), names come from the
-    subjectAltName extension.
+    Each field is read on its own, so one malformed part (an extension, the key) costs that
+    part only, and every failure is named in ``error``.
     """
-    names: list[str] = []
-    not_after = None
+    facts = LeafFacts()
+    problems: list[str] = []
     try:
-        _, cs, ce = _tlv(der, 0)
-        _, ts, te = _children(der, cs, ce)[0]
-        items = _children(der, ts, te)
-        i = 1 if items and items[0][0] == 0xA0 else 0  # [0] version
-        validity = items[i + 3]  # serial, signature, issuer, validity
-        times = _children(der, validity[1], validity[2])
-        if len(times) == 2:
-            tag, s, e = times[1]
-            not_after = _der_time(tag, der[s:e])
-        for tag, s, e in items[i + 6 :]:
-            if tag != 0xA3:  # [3] extensions
-                continue
-            (_, xs, xe), *_ = _children(der, s, e)
-            for _, es, ee in _children(der, xs, xe):
-                parts = _children(der, es, ee)
-                oid = parts[0]
-                if der[oid[1] : oid[2]] != _OID_SAN:
-                    continue
-                octets = parts[-1]
-                (_, ns, ne), *_ = _children(der, octets[1], octets[2])
-                for gtag, gs, ge in _children(der, ns, ne):
-                    if gtag == 0x82:  # dNSName [2] IA5String
-                        names.append(der[gs:ge].decode("ascii", "replace").lower())
-    except (ValueError, IndexError, UnicodeDecodeError):
-        pass
-    return names, not_after
+        cert = x509.load_der_x509_certificate(bytes(der))
+    except Exception as exc:  # ValueError for bad DER; anything else is as unreadable
+        facts.error = f"certificate not readable: {_why(exc)}"
+        return facts
+    for part, read in (
+        ("validity", _read_validity),
+        ("issuer", _read_issuer),
+        ("subjectAltName", _read_names),
+        ("public key", _read_key),
+        ("signature algorithm", _read_signature_algorithm),
+    ):
+        try:
+            read(cert, facts)
+        except Exception as exc:
+            problems.append(f"{part} not readable: {_why(exc)}")
+    facts.error = "; ".join(problems)[:500] or None
+    return facts
+
+
+def _why(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:200]
+
+
+def _read_validity(cert: x509.Certificate, facts: LeafFacts) -> None:
+    facts.not_before = cert.not_valid_before_utc
+    facts.not_after = cert.not_valid_after_utc
+
+
+def _read_issuer(cert: x509.Certificate, facts: LeafFacts) -> None:
+    facts.issuer = cert.issuer.rfc4514_string()[:500]
+
+
+def _read_names(cert: x509.Certificate, facts: LeafFacts) -> None:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        facts.names_read = True
+        return
+    facts.dns_names = [name.lower() for name in san.get_values_for_type(x509.DNSName)]
+    facts.names_read = True
+
+
+def _read_key(cert: x509.Certificate, facts: LeafFacts) -> None:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        facts.key_type, facts.key_bits = "rsa", key.key_size
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        facts.key_type, facts.key_bits = "ec", key.key_size
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        facts.key_type, facts.key_bits = "ed25519", _FIXED_BITS["ed25519"]
+    elif isinstance(key, ed448.Ed448PublicKey):
+        facts.key_type, facts.key_bits = "ed448", _FIXED_BITS["ed448"]
+    elif isinstance(key, dsa.DSAPublicKey):
+        facts.key_type, facts.key_bits = "dsa", key.key_size
+    else:
+        facts.key_type = cert.public_key_algorithm_oid.dotted_string
+
+
+def _read_signature_algorithm(cert: x509.Certificate, facts: LeafFacts) -> None:
+    oid = cert.signature_algorithm_oid
+    facts.signature_algorithm = _SIGNATURE_NAMES.get(oid, oid.dotted_string)
