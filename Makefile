@@ -11,7 +11,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,fast,charts,cluster]'
+	$(BIN)/pip install -q -e '.[test,fast,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

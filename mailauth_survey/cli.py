@@ -206,8 +206,7 @@ def chart_command(directory, out, kind, lang, snapshot, metric, denominator, by,
     """Write a 16:9 chart of the snapshots in DIR, fit for a slide."""
 
     def run() -> object:
-        from . import charts
-
+        charts = _charts_module()
         return charts.chart(
             directory,
             out,
@@ -221,6 +220,20 @@ def chart_command(directory, out, kind, lang, snapshot, metric, denominator, by,
         )
 
     click.echo(f"wrote {_reporting(run)}", err=True)
+
+
+def _charts_module():  # type: ignore[no-untyped-def]
+    """mailauth_survey.charts, or one line when matplotlib is missing from a broken install."""
+    try:
+        from . import charts
+    except ImportError as exc:
+        missing = exc.name or "matplotlib"
+        raise click.ClickException(
+            f"charts need {missing}, which is not installed: "
+            "pip install --force-reinstall mailauth-survey (or pip install matplotlib "
+            "matplotlib-fontja)"
+        ) from None
+    return charts
 
 
 # --- collection: scan, reanalyze, spf-check, demo ---
@@ -488,7 +501,9 @@ def scan(
     if not lists and not retry_errors:
         raise click.UsageError("give at least one domain list")
     if cluster and workers > 1:
-        raise click.UsageError("--workers and --cluster: choose one (a cluster has its own workers)")
+        raise click.UsageError(
+            "--workers and --cluster: choose one (a cluster has its own workers)"
+        )
 
     options = ScanOptions(
         resolvers=list(resolvers),
@@ -569,12 +584,13 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     permerror or temperror; the second the reason.
     """
     from .collect.live import check_host_live
+    from .resolver import NoResolverAnswering
 
     try:
         result, reason = check_host_live(
             ip, sender, helo=helo, resolvers=list(resolvers), timeout=timeout
         )
-    except ValueError as exc:
+    except (ValueError, NoResolverAnswering) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result)
     if reason:
@@ -602,6 +618,7 @@ def demo(out, lang) -> None:
     An embedded DNS server on loopback serves ~2,000 synthetic domains in two quarters
     (2023Q4, 2024Q2); both are scanned, the report printed and a trend chart written.
     """
+    _charts_module()  # the demo ends with a chart
     from .demo import run_demo
 
     run_demo(out, lang=lang, echo=click.echo)

@@ -299,7 +299,9 @@ def check_text(path: str | Path) -> None:
     text = decoder.decode(head, final=at_end)  # (a character cut at SNIFF_BYTES is not an error)
     bad = sum(1 for line in text.splitlines() if "\ufffd" in line)
     if bad > MAX_UNDECODABLE_LINES or (bad and bad == len(text.splitlines())):
-        raise NotText(f"{path}: not UTF-8 text ({bad} lines with invalid bytes); expected a domain list in UTF-8")
+        raise NotText(
+            f"{path}: not UTF-8 text ({bad} lines with invalid bytes); expected a domain list in UTF-8"
+        )
 
 
 def read_list(path: str | Path, on_error: ErrorSink) -> Iterator[tuple[int, DomainName]]:

@@ -97,9 +97,11 @@ def parse_address(text: str) -> tuple[str, int]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        hint = "; host names are not looked up, give the resolver's address" if _NAME_RE.match(
-            host
-        ) else ""
+        hint = (
+            "; host names are not looked up, give the resolver's address"
+            if _NAME_RE.match(host)
+            else ""
+        )
         raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}{hint}") from None
     if text.startswith("[") and ip.version != 6:
         raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
@@ -152,7 +154,9 @@ class Lookup:
 class Stats:
     queries: int = 0  # datagrams and TCP queries sent
     replies: int = 0
-    timeouts: int = 0  # attempts late by their resolver's measure (each one retransmitted or given up)
+    timeouts: int = (
+        0  # attempts late by their resolver's measure (each one retransmitted or given up)
+    )
     junk: int = 0  # replies rejected as malformed or unmatched (incl. a second reply to a query)
     tcp: int = 0
     cache_hits: int = 0
@@ -251,6 +255,7 @@ class _Query:
         self.deadline = 0.0  # first send of the step + the fleet's timeout
         self.resend_at = 0.0  # when the next attempt is due
         self.bonus = 0  # attempts allowed beyond retries + 1 (a SERVFAIL asked again)
+
 
 class Upstream:
     """One resolver: a connected UDP socket with an ID map, and health bookkeeping."""
