@@ -11,20 +11,23 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,fast,cluster]'
+	$(BIN)/pip install -q -e '.[test,fast,charts,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # NSD serves the test zones, Unbound validates DNSSEC in front of it (zones signed with ldnsutils);
-# dnsperf is the benchmark's reference. Installed when missing and root.
+# dnsperf is the benchmark's reference; headless Chromium renders the published page, with
+# fonts-noto-cjk for its Japanese text (without it every kana is a box). Installed when missing
+# and root.
 system-deps:
 	@if ! command -v nsd >/dev/null 2>&1 || ! command -v dnsperf >/dev/null 2>&1 \
-	  || ! [ -x /usr/sbin/unbound ] || ! command -v ldns-signzone >/dev/null 2>&1; then \
+	  || ! [ -x /usr/sbin/unbound ] || ! command -v ldns-signzone >/dev/null 2>&1 \
+	  || ! command -v chromium >/dev/null 2>&1 || ! [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nsd dnsperf unbound ldnsutils >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nsd dnsperf unbound ldnsutils chromium fonts-noto-cjk >/dev/null; \
 	  else \
-	    echo "test servers missing: run 'sudo apt-get install nsd dnsperf unbound ldnsutils'" >&2; exit 1; \
+	    echo "test tools missing: run 'sudo apt-get install nsd dnsperf unbound ldnsutils chromium fonts-noto-cjk'" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -442,7 +442,9 @@ def run_scan(
     err = b"".join(stderr_chunks).decode(errors="replace").strip()
     if proc.returncode != 0:
         raise BenchError(f"scan exited with {proc.returncode}: {err[-2000:]}")
-    manifest_path = out / "domains" / "snapshot=bench" / "_manifest.json"
+    from mailauth_survey import store
+
+    manifest_path = store.Snapshot(out, "bench").manifest
     if not manifest_path.exists():
         raise BenchError(f"scan wrote no manifest at {manifest_path}")
     manifest = json.loads(manifest_path.read_text())

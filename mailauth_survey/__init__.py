@@ -23,6 +23,7 @@ _API = {
     "report": "report",
     "trend": "report",
     "diff": "report",
+    "methods": "report",
     "chart": "charts",
     "scan": "collect",
     "retry_errors": "collect",
@@ -42,3 +43,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'mailauth_survey' has no attribute {name!r}")
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    """The lazy API names too, so ``dir(mailauth_survey)`` and tab completion show them."""
+    return sorted({*globals(), *_API})

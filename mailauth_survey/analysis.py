@@ -180,7 +180,7 @@ def load_probes(
     """
     policies: dict[str, PolicyFetch] = {}
     smtp: dict[str, list[SmtpProbe]] = defaultdict(list)
-    for part in store.probes_dir(out, label).glob("part-*.parquet"):
+    for part in store.Snapshot(out, label).probes.glob("part-*.parquet"):
         for r in store.read_table(part).to_pylist():
             if r["kind"] == KIND_POLICY and r["domain"]:
                 policies[r["domain"]] = from_row(r)
@@ -207,11 +207,11 @@ def reanalyze(out: str | Path | store.Location, label: str) -> int:
     ``out`` is a local folder or an fsspec URL. Each records part becomes the domains part of the
     same name (written atomically). Returns the number of domains written.
     """
-    ddir, rdir = store.snapshot_dirs(out, label)
-    parts = rdir.glob("part-*.parquet")
+    snap = store.Snapshot(out, label)
+    parts = snap.records.glob("part-*.parquet")
     if not parts:
-        raise FileNotFoundError(f"snapshot {label} has no records in {rdir}")
-    manifest = store.read_manifest(out, label) or {}
+        raise FileNotFoundError(f"snapshot {label} has no records in {snap.records}")
+    manifest = snap.read_manifest() or {}
     policies, smtp = load_probes(out, label)
     smtp_probed = bool(manifest.get("options", {}).get("probe_smtp"))
     total = 0
@@ -224,6 +224,6 @@ def reanalyze(out: str | Path | store.Location, label: str) -> int:
             probes = domain_probes(domain, row["mx_hosts"], policies, smtp if smtp_probed else None)
             row.update(transport_columns(domain, row, probes))
             rows.append(row)
-        store.write_part(ddir, part.name, rows, store.DOMAINS_SCHEMA)
+        store.write_part(snap.domains, part.name, rows, store.DOMAINS_SCHEMA)
         total += len(rows)
     return total

@@ -312,7 +312,14 @@ APEX_QTYPES = ("MX", "TXT", "NS")
 
 
 def valid_qname(name: str) -> bool:
-    """A name that can be put in a query: 1-63 byte labels, at most 253 bytes, ASCII.
+    """A name that can be put in a query and matched in the reply, in presentation form.
+
+    RFC 1035 2.3.4 and RFC 2181 11: a label is any 1-63 octets and a name at most 255 octets in
+    wire form (253 characters of plain text without the final dot). Host-name rules (LDH) do
+    not apply: a name built by an SPF macro or read from a record may hold ``%``, spaces or any
+    other octet. Those are written as RFC 1035 5.1 escapes (``\\032``, ``\\@``), exactly as the
+    wire parser renders them (:func:`presentation_name`), so the reply's name matches the one
+    asked; a name holding such a character unescaped, or non-ASCII text, is not valid.
 
     Cached: analysis asks it of the same names in every collection round, and the resolver once
     more. A dict emptied when full, not an LRU: a fifth of the calls are a name's first, and
@@ -333,10 +340,67 @@ _VALID_QNAMES: dict[str, bool] = {}
 
 
 def _valid_qname(name: str) -> bool:
-    name = name.rstrip(".")
-    if not name or len(name) > 253 or not name.isascii():
+    if "\\" in name:
+        return _valid_escaped_qname(name)
+    name = name[:-1] if name[-1:] == "." else name
+    return 0 < len(name) <= 253 and _LABELS_OK.match(name) is not None
+
+
+def _valid_escaped_qname(name: str) -> bool:
+    """:func:`_valid_qname` for a name with escapes (rare): dnspython reads them and enforces
+    the lengths; the name must be written as the wire parser would write it."""
+    import dns.exception
+    import dns.name
+
+    if not name.isascii():
         return False
-    return _LABELS_OK.match(name) is not None
+    try:
+        parsed = dns.name.from_text(name)
+    except (dns.exception.DNSException, ValueError):
+        return False
+    text = name[:-1] if name.endswith(".") and not name.endswith("\\.") else name
+    return len(parsed.labels) > 1 and parsed.to_text(omit_final_dot=True).lower() == text.lower()
+
+
+#: Octets a label shows as themselves in presentation form: printable ASCII except the
+#: characters special in master files (RFC 1035 5.1). Space and everything else is ``\\DDD``,
+#: the specials ``\\X``, as dnspython writes them (``dns.name``); the wire parser renders names
+#: with the same table.
+NAME_SPECIAL = b'"().;\\@$'
+NAME_UNSAFE = re.compile(rb"[^!#%&'*-:<-?A-\[\]-~]")  # '.' passes: it separates labels
+NAME_ESCAPES = {
+    b: ("\\" + chr(b) if b in NAME_SPECIAL else f"\\{b:03d}")
+    for b in range(256)
+    if b in NAME_SPECIAL or not 0x20 < b < 0x7F
+}
+
+
+def presentation_name(raw: str) -> str:
+    """The presentation form of a name given as its labels' text joined by dots.
+
+    For names built from text (an SPF macro's expansion, RFC 7208 7.3): each label's octets
+    (UTF-8; ``surrogateescape`` keeps octets read by :func:`raw_name`) are kept as they are and
+    written with escapes where needed, e.g. ``a b.jp`` → ``a\\032b.jp``.
+    """
+    octets = raw.encode("utf-8", "surrogateescape")
+    if NAME_UNSAFE.search(octets) is None:
+        return raw
+    return ".".join(label.decode("latin-1").translate(NAME_ESCAPES) for label in octets.split(b"."))
+
+
+def raw_name(name: str) -> str:
+    """The labels' text of a name in presentation form, joined by dots (the inverse of
+    :func:`presentation_name`): what an SPF macro inserts for ``%{d}`` or ``%{p}``."""
+    if "\\" not in name:
+        return name
+    import dns.exception
+    import dns.name
+
+    try:
+        labels = dns.name.from_text(name).labels
+    except (dns.exception.DNSException, ValueError):
+        return name
+    return ".".join(lb.decode("utf-8", "surrogateescape") for lb in labels if lb)
 
 
 def txt_query(prefix: str, name: str) -> tuple[tuple[str, str], ...]:
@@ -349,4 +413,7 @@ def txt_query(prefix: str, name: str) -> tuple[tuple[str, str], ...]:
     return ((qname, "TXT"),) if valid_qname(qname) else ()
 
 
-_LABELS_OK = re.compile(r"[^.]{1,63}(?:\.[^.]{1,63})*\Z", re.DOTALL)
+# One to 63 characters a label shows as themselves (NAME_UNSAFE's complement, less the dot;
+# a negated class: the fastest form of this check, which runs on every name a scan asks).
+_LABEL = r'[^.\x00-\x20"$();@\\\x7f-\U0010ffff]{1,63}'
+_LABELS_OK = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")

@@ -7,6 +7,7 @@ import os
 import click
 
 from . import __version__
+from .metrics import DEFAULT_TOP, METRICS
 
 # Arrow's C++ side (the Parquet writer) allocates from the pool chosen when pyarrow loads, which
 # pa.set_memory_pool does not reach: the system allocator gives freed buffers back, mimalloc kept
@@ -61,109 +62,244 @@ def main() -> None:
 
 # --- reports: report, trend, diff, chart (mailauth_survey.report / .charts) ---
 
+_METRIC_NAMES = ", ".join(METRICS)
+_FORMAT_HELP = (
+    "json: the rows, full precision (null: not measured); csv: the same, shares to one decimal; "
+    "xlsx (with --out): one sheet per table and a methods sheet; table/markdown: for people."
+)
 _FORMAT = click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "csv", "markdown", "json"]),
+    type=click.Choice(["table", "csv", "markdown", "json", "xlsx"]),
     default="table",
     show_default=True,
-    help="json/csv: every metric with its _pct and _mx_pct; table/markdown: for people.",
+    help=_FORMAT_HELP,
 )
 _LANG = click.option(
-    "--lang", type=click.Choice(["ja", "en"]), default="en", show_default=True, help="Labels."
+    "--lang",
+    type=click.Choice(["ja", "en"]),
+    default="en",
+    show_default=True,
+    help="Language of the labels (json/csv: the label column).",
 )
 _RESULTS = click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+_SNAPSHOT = click.option(
+    "--snapshot", metavar="LABEL", help="Snapshot to use (default: the newest complete one)."
+)
+_INCOMPLETE = click.option(
+    "--include-incomplete",
+    is_flag=True,
+    help="Use snapshots whose scan did not finish (left out with a warning otherwise).",
+)
+_CI = click.option(
+    "--ci", is_flag=True, help="Show each share's 95% Wilson interval (table/markdown)."
+)
+_DENOMINATOR = click.option(
+    "--denominator",
+    type=click.Choice(["domains", "mx"]),
+    default="domains",
+    show_default=True,
+    help="Shares of the domains that exist, or of those with MX (table/markdown; json and csv "
+    "have both).",
+)
+_OUT = click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    help="File to write (needed with --format xlsx; otherwise standard output).",
+)
+
+
+def _metric_option(help_text: str):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--metric",
+        "metrics",
+        multiple=True,
+        metavar="NAME",
+        help=f"{help_text} NAME is one of: {_METRIC_NAMES}.",
+    )
 
 
 def _reporting(run):  # type: ignore[no-untyped-def]
-    """Call run(); a bad input (missing DIR, unknown snapshot...) becomes a one-line error."""
+    """Call run(); a bad input (missing DIR, unknown snapshot...) becomes a one-line error, and a
+    warning (an incomplete snapshot left out) one line on stderr."""
+    import warnings
+
     from .report import ReportError
 
-    try:
-        return run()
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # unreadable parts, a folder that went away mid-read
-        raise click.ClickException(
-            f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
-        ) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = run()
+        except ReportError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # unreadable parts, a folder that went away mid-read
+            raise click.ClickException(
+                f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+            ) from None
+        finally:
+            from .report import IncompleteSnapshotWarning
+
+            for w in caught:
+                if issubclass(w.category, IncompleteSnapshotWarning):
+                    click.echo(f"warning: {w.message}", err=True)
+    return result
+
+
+def _emit(text_or_book, fmt: str, out_file: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Print a text result, or write it to --out; xlsx is always written to --out."""
+    if fmt == "xlsx":
+        click.echo(f"wrote {text_or_book}", err=True)
+        return
+    if out_file:
+        try:
+            with open(out_file, "w", encoding="utf-8") as fh:
+                fh.write(text_or_book)
+        except OSError as exc:
+            raise click.ClickException(f"{out_file}: {exc.strerror or exc}") from None
+        click.echo(f"wrote {out_file}", err=True)
+        return
+    click.echo(text_or_book, nl=False)
+
+
+def _check_out(fmt: str, out_file: str | None) -> None:
+    if fmt == "xlsx" and not out_file:
+        raise click.UsageError("--format xlsx writes a file: give --out FILE.xlsx")
+    if out_file and not os.path.isdir(os.path.dirname(os.path.abspath(out_file))):
+        raise click.UsageError(f"--out {out_file}: no such directory")
 
 
 @main.command("report")
 @_RESULTS
-@click.option("--snapshot", metavar="LABEL", help="Snapshot to report (default: the newest).")
+@_SNAPSHOT
 @click.option(
     "--by",
-    type=click.Choice(["category", "mx_provider", "dns_provider"]),
     default="category",
     show_default=True,
-    help="Rows: .jp registration category, or the largest MX / DNS providers.",
+    metavar="NAME[,NAME]",
+    help="Columns: category, mx_provider, dns_provider, or a column of the input lists; two "
+    "names joined by a comma cross them (e.g. mx_provider,category).",
 )
 @click.option(
     "--top",
     type=click.IntRange(1),
-    default=20,
-    show_default=True,
-    help="Providers shown by name with --by *_provider; the rest are 'other'.",
+    help=f"With a provider grouping: providers shown by name at most (default {DEFAULT_TOP}); "
+    "the rest are in 'other'.",
 )
+@click.option(
+    "--min-domains",
+    type=click.IntRange(0),
+    help="With a provider grouping: providers with fewer domains fold into 'other' (default: "
+    "10 or 0.5% of the domains that exist, whichever is larger).",
+)
+@_metric_option("Rows to show (repeatable; default: all).")
+@_CI
+@_DENOMINATOR
 @_FORMAT
+@_OUT
 @_LANG
-def report_command(directory, snapshot, by, top, fmt, lang) -> None:
+@_INCOMPLETE
+def report_command(
+    directory, snapshot, by, top, min_domains, metrics, ci, denominator, fmt, out_file, lang,
+    include_incomplete,
+) -> None:  # fmt: skip
     """The adoption table of one snapshot in DIR, by group and in total.
 
-    Percentages are of the domains that exist (_pct) and of those with MX (_mx_pct); a domain
-    that ended in an error (timeout...) counts only in that error, never as "absent".
+    Each metric is a count with its share of the domains that exist (_pct) and of those with MX
+    (_mx_pct), each with a 95% Wilson interval (_lo/_hi). A domain that ended in an error
+    (timeout...) counts only in that error, never as "absent"; a metric that was not measured
+    (no --probe-smtp, a resolver that does not validate) is null / "—", never 0. Groups of fewer
+    than 30 domains are marked †. Tables end with a methods block from the manifest.
     """
     from . import report
 
-    def run() -> str:
-        label = report.resolve_snapshot(directory, snapshot)
-        table = report.report(directory, label, by=by, top=top)
-        return report.render(table, fmt, lang, title=label)
+    _check_out(fmt, out_file)
 
-    click.echo(_reporting(run), nl=False)
+    def run() -> str:
+        table = report.report(
+            directory, snapshot, by, top, min_domains=min_domains, lang=lang,
+            include_incomplete=include_incomplete,
+        )  # fmt: skip
+        if fmt == "xlsx":
+            return str(report.write_xlsx({"report": table}, out_file, lang=lang))
+        return report.render(table, fmt, lang, metrics=metrics, ci=ci, denominator=denominator)
+
+    _emit(_reporting(run), fmt, out_file)
 
 
 @main.command("trend")
 @_RESULTS
+@_metric_option("Metric to follow (repeatable; default: all), e.g. dmarc_valid.")
 @click.option(
-    "--metric",
-    "metrics",
-    multiple=True,
+    "--by",
+    default="category",
+    show_default=True,
     metavar="NAME",
-    help="Metric to follow (repeatable; default: all), e.g. dmarc_valid.",
+    help="Groups: category, or a column of the input lists.",
 )
+@_CI
+@_DENOMINATOR
 @_FORMAT
+@_OUT
 @_LANG
-def trend_command(directory, metrics, fmt, lang) -> None:
-    """The metrics by category across every snapshot in DIR, oldest first."""
+@_INCOMPLETE
+def trend_command(
+    directory, metrics, by, ci, denominator, fmt, out_file, lang, include_incomplete
+) -> None:
+    """The metrics by group across every complete snapshot in DIR, oldest first."""
     from . import report
 
-    def run() -> str:
-        return report.render_trend(report.trend(directory, metrics), fmt, lang)
+    _check_out(fmt, out_file)
 
-    click.echo(_reporting(run), nl=False)
+    def run() -> str:
+        table = report.trend(
+            directory, metrics, by=by, lang=lang, include_incomplete=include_incomplete
+        )
+        if fmt == "xlsx":
+            return str(report.write_xlsx({"trend": table}, out_file, lang=lang))
+        return report.render_trend(table, fmt, lang, ci=ci, denominator=denominator)
+
+    _emit(_reporting(run), fmt, out_file)
 
 
 @main.command("diff")
 @_RESULTS
-@click.argument("a")
-@click.argument("b")
-@_FORMAT
+@click.argument("a", required=False, metavar="[A]")
+@click.argument("b", required=False, metavar="[B]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "markdown", "json", "xlsx"]),
+    default="table",
+    show_default=True,
+    help="json: the counts and the domains gained/lost per metric; csv: long rows "
+    "table,row,column,count (adopters, changes, both transition matrices); xlsx (with --out): "
+    "one sheet per table and a methods sheet; table/markdown: for people.",
+)
+@_OUT
 @_LANG
-def diff_command(directory, a, b, fmt, lang) -> None:
-    """What changed from snapshot A to snapshot B in DIR, over the domains in both.
+@_INCOMPLETE
+def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> None:
+    """What changed from snapshot A to snapshot B in DIR.
 
-    Adopters gained and lost per metric (json lists the domains), and the transitions of the
-    DMARC policy and of SPF's effective all. A domain that errored in one snapshot is
-    'unknown', never gained or lost.
+    B defaults to the newest complete snapshot and A to the complete one before it. Shows each
+    share in A and B with the change and whether it is beyond the noise (a two-sided
+    two-proportion z-test at the 5% level); the adopters gained and lost per metric over the
+    domains in both (json lists them); and the transitions of the DMARC policy and of SPF's
+    effective all ("no all": a valid record without one). A domain that errored in one snapshot
+    is 'unknown' (NXDOMAIN: 'nxdomain'), never gained or lost.
     """
     from . import report
 
-    def run() -> str:
-        return report.render_diff(report.diff(directory, a, b), fmt, lang)
+    _check_out(fmt, out_file)
 
-    click.echo(_reporting(run), nl=False)
+    def run() -> str:
+        result = report.diff(directory, a, b, include_incomplete=include_incomplete)
+        if fmt == "xlsx":
+            return str(report.write_diff_xlsx(result, out_file, lang=lang))
+        return report.render_diff(result, fmt, lang)
+
+    _emit(_reporting(run), fmt, out_file)
 
 
 @main.command("chart")
@@ -176,15 +312,19 @@ def diff_command(directory, a, b, fmt, lang) -> None:
 )
 @click.option(
     "--kind",
-    type=click.Choice(["trend", "policy", "adoption", "providers"]),
+    type=click.Choice(["trend", "policy", "adoption", "providers", "map"]),
     default="adoption",
     show_default=True,
     help="trend: a metric over the snapshots; policy: DMARC policy mix; adoption: each "
-    "mechanism; providers: a metric at the largest providers.",
+    "mechanism; providers: a metric at the largest providers; map: a metric by prefecture.",
 )
 @_LANG
-@click.option("--snapshot", metavar="LABEL", help="Snapshot to chart (default: the newest).")
-@click.option("--metric", metavar="NAME", help="Metric of trend/providers (default dmarc_valid).")
+@_SNAPSHOT
+@click.option(
+    "--metric",
+    metavar="NAME",
+    help=f"Metric of trend/providers/map (default dmarc_valid). NAME is one of: {_METRIC_NAMES}.",
+)
 @click.option(
     "--denominator",
     type=click.Choice(["domains", "mx"]),
@@ -194,30 +334,42 @@ def diff_command(directory, a, b, fmt, lang) -> None:
 )
 @click.option(
     "--by",
-    type=click.Choice(["mx_provider", "dns_provider"]),
-    default="mx_provider",
-    show_default=True,
-    help="Providers of the providers chart.",
+    metavar="NAME",
+    help="Providers of the providers chart (mx_provider, the default, or dns_provider); the "
+    "list column of prefecture names of the map (default prefecture).",
 )
 @click.option(
-    "--top", type=click.IntRange(1, 50), default=15, show_default=True, help="Providers shown."
+    "--top",
+    type=click.IntRange(1, 50),
+    help=f"Providers chart: providers shown by name at most (default {DEFAULT_TOP}).",
 )
-def chart_command(directory, out, kind, lang, snapshot, metric, denominator, by, top) -> None:
-    """Write a 16:9 chart of the snapshots in DIR, fit for a slide."""
+@click.option(
+    "--min-domains",
+    type=click.IntRange(0),
+    help="Providers chart: providers with fewer domains fold into 'other' (default: 10 or 0.5% "
+    "of the domains that exist).",
+)
+@click.option("--title", help="Title of the chart (default: what it shows and when).")
+@click.option(
+    "--source",
+    help="Footnote of the chart (default: the methods block of the snapshot's manifest).",
+)
+@_CI
+@_INCOMPLETE
+def chart_command(
+    directory, out, kind, lang, snapshot, metric, denominator, by, top, min_domains, title,
+    source, ci, include_incomplete,
+) -> None:  # fmt: skip
+    """Write a 16:9 chart of the snapshots in DIR, fit for a slide, with n and a methods
+    footnote. Groups of fewer than 30 domains are drawn hollow and labelled with their n."""
 
     def run() -> object:
         charts = _charts_module()
         return charts.chart(
-            directory,
-            out,
-            kind,
-            lang=lang,
-            snapshot=snapshot,
-            metric=metric,
-            denominator=denominator,
-            by=by,
-            top=top,
-        )
+            directory, out, kind, lang=lang, snapshot=snapshot, metric=metric,
+            denominator=denominator, by=by, top=top, min_domains=min_domains, title=title,
+            source=source, ci=ci, include_incomplete=include_incomplete,
+        )  # fmt: skip
 
     click.echo(f"wrote {_reporting(run)}", err=True)
 
@@ -234,6 +386,35 @@ def _charts_module():  # type: ignore[no-untyped-def]
             "matplotlib-fontja)"
         ) from None
     return charts
+
+
+@main.command("publish")
+@_RESULTS
+@click.option(
+    "--snapshot", metavar="LABEL", help="Snapshot to publish (default: the newest complete one)."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    metavar="FOLDER",
+    type=click.Path(file_okay=False),
+    help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
+)
+@_LANG
+def publish_command(directory, snapshot, out, lang) -> None:
+    """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
+
+    FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
+    a USB stick or as a mail attachment. report.xlsx and every chart as PNG and SVG sit beside it.
+    """
+
+    def run() -> object:
+        from . import publish
+
+        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+
+    click.echo(str(_reporting(run)))
 
 
 # --- collection: scan, reanalyze, spf-check, demo ---
@@ -547,15 +728,23 @@ def scan(
 
 
 @main.command()
-@click.argument("directory")
-@click.option("--snapshot", required=True, help="Snapshot label to rebuild.")
+@_RESULTS
+@click.option(
+    "--snapshot",
+    metavar="LABEL",
+    help="Snapshot to rebuild (default: the newest complete one).",
+)
 def reanalyze(directory, snapshot) -> None:
-    """Rebuild a snapshot's domains table from its stored DNS answers (no network).
+    """Rebuild a snapshot's domains table in DIR from its stored DNS answers (no network).
 
     Use it after an analysis fix: the verdicts change, the collected answers do not.
     """
     from .analysis import reanalyze as run
 
+    if snapshot is None:
+        from . import report
+
+        snapshot = _reporting(lambda: report.resolve_snapshot(directory, None))
     try:
         n = run(directory, snapshot)
     except FileNotFoundError as exc:
@@ -603,7 +792,7 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the demo snapshots and chart.",
+    help="Folder for the demo snapshots, chart and page (site/).",
 )
 @click.option(
     "--lang",
@@ -616,7 +805,8 @@ def demo(out, lang) -> None:
     """Run the whole pipeline offline on a synthetic .jp sample (no network needed).
 
     An embedded DNS server on loopback serves ~2,000 synthetic domains in two quarters
-    (2023Q4, 2024Q2); both are scanned, the report printed and a trend chart written.
+    (2023Q4, 2024Q2); both are scanned, the report printed, a trend chart written and the
+    page of `publish` written to OUT/site/index.html.
     """
     _charts_module()  # the demo ends with a chart
     from .demo import run_demo

@@ -122,6 +122,42 @@ RECORDS_SCHEMA = pa.schema(
     ]
 )
 
+#: The ``probes`` table: one row per policy fetch (``kind`` ``mta-sts-policy``, ``host`` =
+#: ``mta-sts.<domain>``) or per probed MX address (``kind`` ``smtp``, ``domain`` null: an MX
+#: host's probe serves every domain that uses it). ``probed_at`` is a policy's ``fetched_at``.
+PROBES_COLUMNS: dict[str, pa.DataType] = {
+    "kind": _STR,
+    "domain": _STR,
+    "host": _STR,
+    "address": _STR,
+    "url": _STR,
+    "status": _STR,
+    "http_status": pa.int16(),
+    "content_type": _STR,
+    "body": _STR,
+    "banner": _STR,
+    "ehlo_extensions": _LIST,
+    "starttls_advertised": pa.bool_(),
+    "tls_version": _STR,
+    "tls_cipher": _STR,
+    "cert_valid": pa.bool_(),
+    "cert_name_match": pa.bool_(),
+    "cert_not_after": _TS,
+    "cert_expired": pa.bool_(),
+    "cert_names": _LIST,
+    "cert_not_before": _TS,
+    "cert_issuer": _STR,
+    "cert_key_type": _STR,
+    "cert_key_bits": pa.int32(),
+    "cert_signature_algorithm": _STR,
+    "cert_error": _STR,
+    "detail": _STR,
+    "probed_at": _TS,
+    "duration_ms": pa.float32(),
+}
+
+PROBES_SCHEMA = pa.schema(list(PROBES_COLUMNS.items()))
+
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -303,24 +339,79 @@ def fs_and_path(out: str | Path | Location) -> tuple[Any, str]:
     return loc.fs, loc.path
 
 
-def snapshot_dirs(out: str | Path | Location, label: str) -> tuple[Location, Location]:
-    """(domains dir, records dir) of one snapshot."""
-    base = Location.of(out)
-    return base / "domains" / f"snapshot={label}", base / "records" / f"snapshot={label}"
+class Snapshot:
+    """One snapshot under ``DIR``: where each of its tables and its manifest are (the layout above).
 
+    Callers ask it for a table's folder (:attr:`domains`, :attr:`records`, :attr:`probes`,
+    :attr:`lists`) instead of building paths. It pickles (its Location does, with the
+    filesystem's storage options), so a scan hands it to its worker processes and Dask tasks.
+    """
 
-def probes_dir(out: str | Path | Location, label: str) -> Location:
-    """Where a snapshot's probes (MTA-STS policy fetches, SMTP STARTTLS) are kept."""
-    return Location.of(out) / "probes" / f"snapshot={label}"
+    TABLES = ("domains", "records", "probes", "lists")
 
+    def __init__(self, out: str | Path | Location, label: str) -> None:
+        self.out = Location.of(out)
+        self.label = label
 
-def lists_dir(out: str | Path | Location, label: str) -> Location:
-    """Where a snapshot's lists table (the input lists' own columns, per domain) is kept."""
-    return Location.of(out) / "lists" / f"snapshot={label}"
+    def __repr__(self) -> str:
+        return f"Snapshot({str(self.out)!r}, {self.label!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and (str(self.out), self.label) == (
+            str(other.out),
+            other.label,
+        )
 
-def manifest_path(out: str | Path | Location, label: str) -> Location:
-    return snapshot_dirs(out, label)[0] / "_manifest.json"
+    def __hash__(self) -> int:
+        return hash((str(self.out), self.label))
+
+    def table(self, name: str) -> Location:
+        """The folder of table ``name`` (one of :attr:`TABLES`) for this snapshot."""
+        if name not in self.TABLES:
+            raise ValueError(f"no table {name!r} in a snapshot (expected one of {self.TABLES})")
+        return self.out / name / f"snapshot={self.label}"
+
+    @property
+    def domains(self) -> Location:
+        """One row per domain."""
+        return self.table("domains")
+
+    @property
+    def records(self) -> Location:
+        """One row per DNS answer a domain's analysis used."""
+        return self.table("records")
+
+    @property
+    def probes(self) -> Location:
+        """MTA-STS policy fetches and SMTP STARTTLS probes."""
+        return self.table("probes")
+
+    @property
+    def lists(self) -> Location:
+        """The input lists' own columns, per domain."""
+        return self.table("lists")
+
+    @property
+    def folders(self) -> list[Location]:
+        """Every table's folder (what starting the snapshot over removes)."""
+        return [self.table(name) for name in self.TABLES]
+
+    @property
+    def manifest(self) -> Location:
+        """How the snapshot was made (JSON, beside the domains parts)."""
+        return self.domains / "_manifest.json"
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, or None when the snapshot has none (never started)."""
+        try:
+            return json.loads(self.manifest.read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> Location:
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
+        self.manifest.write_bytes(text.encode("utf-8"))
+        return self.manifest
 
 
 def write_part(
@@ -424,21 +515,6 @@ def num_rows(part: str | Path | Location) -> int:
     return pq.read_metadata(part.path, filesystem=part.arrow_fs).num_rows
 
 
-def read_manifest(out: str | Path | Location, label: str) -> dict[str, Any] | None:
-    path = manifest_path(out, label)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def write_manifest(out: str | Path | Location, label: str, manifest: Mapping[str, Any]) -> Location:
-    path = manifest_path(out, label)
-    text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
-    path.write_bytes(text.encode("utf-8"))
-    return path
-
-
 def list_snapshots(out: str | Path | Location) -> list[str]:
     """Labels of the snapshots under DIR, oldest first (labels sort as dates)."""
     base = Location.of(out) / "domains"
@@ -462,14 +538,6 @@ def remove_temporaries(directory: str | Path | Location) -> None:
         return  # nothing is ever written there under a temporary name
     for stale in directory.glob(".part-*.tmp-*"):
         stale.unlink(missing_ok=True)
-
-
-def read_records(out: str | Path | Location, label: str) -> Iterator[pa.RecordBatch]:
-    """The records table of one snapshot, part by part (memory stays at one part)."""
-    _, rdir = snapshot_dirs(out, label)
-    for part in rdir.glob("part-*.parquet"):
-        with part.fs.open(part.path, "rb") as fh:
-            yield from pq.ParquetFile(fh).iter_batches(batch_size=65536)
 
 
 # --- a forced rescan: the new snapshot beside the old, swapped in when complete ----------------
@@ -514,7 +582,7 @@ def commit_rescan(out: str | Path | Location, label: str) -> None:
     """
     out = Location.of(out)
     root = rescan_root(out, label)
-    manifest = read_manifest(root, label)
+    manifest = Snapshot(root, label).read_manifest()
     if manifest is None or not manifest.get("complete"):
         raise ValueError(f"the rescan of snapshot {label} in {out} is not complete")
     # The mark names the new snapshot's tables: after a cut, some are already moved.

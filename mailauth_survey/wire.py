@@ -29,6 +29,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from .answers import NAME_ESCAPES, NAME_UNSAFE
+
 #: Record types the survey asks for.
 QTYPES = ("A", "AAAA", "MX", "NS", "TXT", "CNAME", "PTR", "TLSA", "SOA")
 
@@ -75,15 +77,10 @@ _MAX_POINTER_HOPS = 16
 #: Smallest possible RR: root owner (1 byte) + type, class, TTL, rdlength (10 bytes).
 _MIN_RR = 11
 
-# Bytes a name label can show as themselves (dns.name._escapify): printable ASCII except the
-# characters that are special in zone files. Space and everything else becomes \DDD.
-_NAME_SPECIAL = b'"().;\\@$'
-_NAME_UNSAFE = re.compile(rb"[^!#%&'*-:<-?A-\[\]-~]")  # '.' passes; see _name_text
-_NAME_ESCAPES = {
-    b: ("\\" + chr(b) if b in _NAME_SPECIAL else f"\\{b:03d}")
-    for b in range(256)
-    if b in _NAME_SPECIAL or not 0x20 < b < 0x7F
-}
+# Bytes a name label can show as themselves (dns.name._escapify), and the escapes of the rest:
+# answers.NAME_UNSAFE / NAME_ESCAPES, the same table answers.valid_qname reads names by.
+_NAME_UNSAFE = NAME_UNSAFE  # '.' passes; see _name_text
+_NAME_ESCAPES = NAME_ESCAPES
 
 # Bytes a TXT string can show as themselves (dns.rdata._escapify): printable ASCII and space,
 # except '"' and '\\'.

@@ -13,6 +13,8 @@ from mailauth_survey.answers import (
     domain_exists,
     format_txt_rdata,
     parse_txt_rdata,
+    presentation_name,
+    raw_name,
     valid_qname,
 )
 
@@ -109,6 +111,32 @@ def test_valid_qname_follows_rfc1035_limits() -> None:
     assert not valid_qname(longest + "b")
     assert not valid_qname("a..jp") and not valid_qname("") and not valid_qname(".")
     assert not valid_qname("日本.jp")
+
+
+def test_valid_qname_any_octet_in_a_label_rfc2181_11() -> None:
+    """RFC 2181 11: a label may hold any octet; RFC 1035 2.3.4 bounds labels at 63 octets and
+    names at 255 in wire form. Octets outside host-name rules travel as RFC 1035 5.1 escapes
+    (the form the wire parser writes replies in), counted as the one octet they stand for."""
+    assert valid_qname("macro%percent\\032\\032space%20url-space.example.com")
+    assert valid_qname("back\\\\slash.example.com") and valid_qname("a\\.b.example.com")
+    label = "\\032" * 63  # 63 octets written in 252 characters
+    assert valid_qname(f"{label}.jp") and not valid_qname(f"{label}\\032.jp")
+    fits = ".".join([label] * 3 + ["\\032" * 61])  # 3 * 64 + 62 + 1 = 255 octets in wire form
+    assert valid_qname(fits) and not valid_qname(fits + "x")
+    # Not the form a reply is matched in: an unescaped space or special, or a bad escape.
+    for name in ("a b.example.com", "a@b.example.com", 'a"b.jp', "a\\", "a\\999.jp"):
+        assert not valid_qname(name), name
+
+
+def test_presentation_name_and_raw_name_rfc1035_5_1() -> None:
+    """RFC 1035 5.1: \\DDD for an octet, \\X for a special character; the inverse gives back
+    the labels' text (RFC 7208 7.3 looks up the expanded text as label octets)."""
+    raw = "macro%percent  space%20url-space.example.com"
+    shown = presentation_name(raw)
+    assert shown == "macro%percent\\032\\032space%20url-space.example.com"
+    assert raw_name(shown) == raw and presentation_name("example.jp") == "example.jp"
+    assert presentation_name('a"b;c@d\\e.jp') == 'a\\"b\\;c\\@d\\\\e.jp'
+    assert raw_name(presentation_name("café.jp")) == "café.jp"  # UTF-8 octets, \\195\\169
 
 
 def test_valid_qname_cache_is_bounded_and_never_changes_a_verdict(monkeypatch) -> None:

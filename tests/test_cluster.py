@@ -60,7 +60,7 @@ def test_worker_killed_mid_scan_every_domain_once(tmp_path, nsd_factory, small_b
             target=lambda: result.update(m=scan([lst], out, snapshot="q", options=opts))
         )
         t.start()
-        ddir, _ = store.snapshot_dirs(out, "q")
+        ddir = store.Snapshot(out, "q").domains
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list(ddir.glob("part-*.parquet"))) < 2:
             time.sleep(0.05)
@@ -75,4 +75,4 @@ def test_worker_killed_mid_scan_every_domain_once(tmp_path, nsd_factory, small_b
     assert d["domain"].is_unique and sorted(d["domain"]) == sorted(NAMES)
     r = pd.read_parquet(out / "records")
     assert set(r["domain"]) == set(NAMES)
-    assert json.loads(store.manifest_path(out, "q").read_text())["complete"] is True
+    assert json.loads(store.Snapshot(out, "q").manifest.read_text())["complete"] is True

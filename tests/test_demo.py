@@ -25,11 +25,18 @@ def test_demo_writes_two_snapshots_report_and_chart(demo_dir) -> None:
     out, output = demo_dir
     df = pd.read_parquet(out / "domains")
     assert sorted(df["snapshot"].astype(str).unique()) == ["2023Q4", "2024Q2"]
-    assert (df.groupby("snapshot", observed=True).size() == population.DEMO_SIZE).all()
+    sizes = {q: len(pop.domains) for q, pop in population.demo_population(localgov=True).items()}
+    assert df.groupby("snapshot", observed=True).size().to_dict() == sizes
+    assert all(size > population.DEMO_SIZE for size in sizes.values())  # the panel beside
     assert "DMARC" in output and "trend chart" in output
+    assert f"web page:    {out / 'site' / 'index.html'}" in output
+    assert (out / "site" / "index.html").is_file() and (out / "site" / "report.xlsx").is_file()
     with Image.open(out / "trend.png") as im:
         w, h = im.size
     assert w >= 1920 and math.isclose(w / h, 16 / 9, rel_tol=0.01)
+    assert "map:" in output
+    with Image.open(out / "map.png") as im:
+        assert im.size == (w, h)
 
 
 def test_demo_dmarc_grew_as_published(demo_dir) -> None:

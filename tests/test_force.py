@@ -32,7 +32,7 @@ def test_sigkill_mid_forced_rescan_leaves_the_old_snapshot_readable_and_the_resc
 
     forced = _cmd(new_list, out, server.address, 300) + ["--force"]
     proc = subprocess.Popen(forced, env=env, stderr=subprocess.PIPE)
-    staged, _ = store.snapshot_dirs(store.rescan_root(out, "q"), "q")
+    staged = store.Snapshot(store.rescan_root(out, "q"), "q").domains
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(staged.glob("part-*.parquet")) < 3:
         time.sleep(0.05)
@@ -42,7 +42,7 @@ def test_sigkill_mid_forced_rescan_leaves_the_old_snapshot_readable_and_the_resc
     assert len(kept) >= 3  # killed mid-way: the rescan had begun writing
 
     # The old snapshot is as it was: complete, readable by pandas and by `report`.
-    manifest = store.read_manifest(out, "q")
+    manifest = store.Snapshot(out, "q").read_manifest()
     assert manifest["complete"] is True and manifest["inputs"][0]["path"] == str(old_list)
     d, r = _comparable(out)
     pd.testing.assert_frame_equal(d, old_domains)
@@ -56,13 +56,13 @@ def test_sigkill_mid_forced_rescan_leaves_the_old_snapshot_readable_and_the_resc
         _cmd(new_list, out, server.address, 0) + ["--force"], env=env, capture_output=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    ddir, _ = store.snapshot_dirs(out, "q")
+    ddir = store.Snapshot(out, "q").domains
     now = {p.name: os.stat(p.path).st_ino for p in ddir.glob("part-*.parquet")}
     assert all(now.get(name) == inode for name, inode in kept.items())
     d, r = _comparable(out)
     assert sorted(d["domain"]) == sorted(NAMES) and d["domain"].is_unique
     assert set(r["domain"]) == set(NAMES)
-    assert store.read_manifest(out, "q")["inputs"][0]["path"] == str(new_list)
+    assert store.Snapshot(out, "q").read_manifest()["inputs"][0]["path"] == str(new_list)
     assert not (out / store.RESCAN_FOLDER).exists()
 
 

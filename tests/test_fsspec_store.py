@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,8 @@ def test_location_of_paths_and_urls(tmp_path) -> None:
     assert not store.is_url(tmp_path) and store.is_url("s3://b/p") and store.is_url("file:///x")
     mem = store.location("memory://loc-test/out")
     assert not mem.local and mem.object_store and mem.process_local
-    d, r = store.snapshot_dirs("memory://loc-test/out", "q")
+    snap = store.Snapshot("memory://loc-test/out", "q")
+    d, r = snap.domains, snap.records
     assert str(d) == "memory:///loc-test/out/domains/snapshot=q" and r.name == "snapshot=q"
     assert d.parent.parent == mem and d.glob("part-*.parquet") == []
 
@@ -149,7 +151,8 @@ def test_scan_into_s3_equals_local_scan(s3, population, small_buckets) -> None:
     assert m["complete"] and m["domains"] == len(NAMES)
     assert m["status_counts"] == population["manifest"]["status_counts"]
     _assert_same_snapshot(url, population["local"])
-    assert store.read_manifest(url, "q") == json.loads(store.manifest_path(url, "q").read_text())
+    snap = store.Snapshot(url, "q")
+    assert snap.read_manifest() == json.loads(snap.manifest.read_text())
     assert report.snapshots(url) == ["q"]
     keys = _keys("equal")
     assert not [k for k in keys if ".tmp-" in k or "/.work" in k or ".write-test" in k]
@@ -166,10 +169,10 @@ def test_resume_on_s3_skips_finished_parts(s3, population, small_buckets) -> Non
     opts = ScanOptions(resolvers=[population["server"].address], qps=0)
     scan([population["list"]], url, snapshot="q", options=opts)
     # "Interrupted": the manifest not complete yet, one bucket's domains part never written.
-    manifest = store.read_manifest(url, "q")
+    manifest = store.Snapshot(url, "q").read_manifest()
     manifest["complete"] = False
-    store.write_manifest(url, "q", manifest)
-    ddir, _ = store.snapshot_dirs(url, "q")
+    store.Snapshot(url, "q").write_manifest(manifest)
+    ddir = store.Snapshot(url, "q").domains
     parts = ddir.glob("part-*.parquet")
     assert len(parts) > 2
     lost = parts[1]
@@ -206,7 +209,7 @@ def test_force_deletes_the_parts_on_s3(s3, population, small_buckets, tmp_path) 
     url = f"s3://{BUCKET}/force"
     opts = ScanOptions(resolvers=[population["server"].address], qps=0)
     scan([population["list"]], url, snapshot="q", options=opts)
-    stale = store.snapshot_dirs(url, "q")[0] / "part-09999.parquet"
+    stale = store.Snapshot(url, "q").domains / "part-09999.parquet"
     stale.write_bytes(b"not parquet")  # from an earlier scan with more buckets
     scan([population["list"]], url, snapshot="q", options=opts, force=True)
     assert not stale.exists()
@@ -282,3 +285,18 @@ def test_cluster_scan_into_s3_equals_local(s3, population, small_buckets) -> Non
     assert len(m["shards"]) == m["buckets"] and m["domains"] == len(NAMES)
     assert sum(s["domains"] for s in m["shards"]) == len(NAMES)
     _assert_same_snapshot(url, population["local"])
+
+
+def test_snapshot_handle_names_every_table_and_pickles(tmp_path) -> None:
+    """One place knows the layout (SPEC.md): DIR/<table>/snapshot=LABEL, the manifest in domains."""
+    snap = store.Snapshot("memory://snap-test/out", "2026Q4")
+    assert [str(f) for f in snap.folders] == [
+        f"memory:///snap-test/out/{t}/snapshot=2026Q4"
+        for t in ("domains", "records", "probes", "lists")
+    ]
+    assert snap.manifest == snap.domains / "_manifest.json" and snap.read_manifest() is None
+    snap.write_manifest({"complete": False})
+    assert snap.read_manifest() == {"complete": False}
+    assert pickle.loads(pickle.dumps(snap)) == snap  # handed to worker processes and Dask tasks
+    with pytest.raises(ValueError, match="no table 'prob'"):
+        snap.table("prob")

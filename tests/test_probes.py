@@ -24,8 +24,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailauth_survey.probes.results import (
-    PROBES_COLUMNS,
-    PROBES_SCHEMA,
     STARTTLS_COLUMNS,
     PolicyFetch,
     SmtpProbe,
@@ -41,6 +39,7 @@ from mailauth_survey.probes.settings import (
 )
 from mailauth_survey.probes.smtp import SmtpProber, probe_smtp
 from mailauth_survey.probes.x509 import read_leaf
+from mailauth_survey.store import PROBES_COLUMNS, PROBES_SCHEMA
 from tests.nsd import free_port
 
 EHLO_NAME = "scanner.survey.example.jp"
@@ -715,6 +714,15 @@ def test_rows_keep_the_certificate_facts_through_arrow_and_pandas():
     back = [from_row(r) for r in table.to_pandas().to_dict("records")]
     assert back == [full, bare]
     assert type(back[0].cert_key_bits) is int  # pandas gave 2048.0 beside a null
+
+
+def test_rows_of_snapshots_made_before_the_certificate_columns_still_read():
+    """A probes part written before cert_not_before ... cert_signature_algorithm existed."""
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    probe = SmtpProbe(host="mx1.example.jp", address="192.0.2.1", status="ok", probed_at=now)
+    new = ("cert_not_before", "cert_issuer", "cert_key_type", "cert_key_bits")
+    old_row = {k: v for k, v in to_row(probe).items() if k not in (*new, "cert_signature_algorithm")}
+    assert from_row(old_row) == probe
 
 
 def test_to_row_rejects_other_objects():

@@ -46,9 +46,11 @@ def spf(all_: str) -> dict[str, Any]:
 
 
 def write_snapshot(out: Path, label: str, rows: list[dict[str, Any]]) -> None:
-    domains_dir, _ = store.snapshot_dirs(out, label)
+    domains_dir = store.Snapshot(out, label).domains
     store.write_part(domains_dir, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
-    store.write_manifest(out, label, {"schema_version": store.SCHEMA_VERSION, "label": label})
+    store.Snapshot(out, label).write_manifest(
+        {"schema_version": store.SCHEMA_VERSION, "label": label}
+    )
 
 
 def population() -> list[dict[str, Any]]:
@@ -173,7 +175,12 @@ def test_adoption_by_category_counts_and_percentages(results: Path) -> None:
 
 def test_adoption_columns_are_the_metrics_with_their_percentages(results: Path) -> None:
     table = report.adoption(report.load(results))
-    assert list(table.columns) == ["category", *report.metric_columns(report.METRICS)]
+    assert list(table.columns) == [
+        "snapshot",
+        "category",
+        "label",
+        *report.metric_columns(report.METRICS),
+    ]
     # The spf_all split adds up to spf_valid; the DMARC policy split to dmarc_valid.
     t = by_group(table)["total"]
     assert (
@@ -193,7 +200,7 @@ def test_a_category_with_only_errors_has_null_percentages(tmp_path: Path) -> Non
 
 
 def test_adoption_by_provider_top(results: Path) -> None:
-    table = report.adoption(report.load(results), by="mx_provider", top=2)
+    table = report.adoption(report.load(results), by="mx_provider", top=2, min_domains=0)
     # google.com (3 domains), outlook.com (2), every smaller one as other, no MX as none.
     assert list(table["mx_provider"]) == ["google.com", "outlook.com", "other", "none", "total"]
     rows = by_group(table, "mx_provider")
@@ -229,9 +236,8 @@ def test_trend_oldest_first_with_values(tmp_path: Path) -> None:
     assert list(table.columns) == [
         "snapshot",
         "category",
-        "dmarc_valid",
-        "dmarc_valid_pct",
-        "dmarc_valid_mx_pct",
+        "label",
+        *report.metric_columns(["domains", "dmarc_valid"]),
     ]
     co = table[table["category"] == "co"]
     assert list(co["snapshot"]) == ["2023-10-01", "2024-01-01", "2024-06-01"]
@@ -249,9 +255,8 @@ def test_trend_oldest_first_with_values(tmp_path: Path) -> None:
     assert set(rows[0]) == {
         "snapshot",
         "category",
-        "dmarc_valid",
-        "dmarc_valid_pct",
-        "dmarc_valid_mx_pct",
+        "label",
+        *report.metric_columns(["domains", "dmarc_valid"]),
     }
     assert rows[1]["dmarc_valid_pct"] is None  # general: only a timeout, no denominator
 
@@ -319,7 +324,7 @@ def test_diff_cli_json_and_csv(tmp_path: Path) -> None:
     assert data["dmarc_policy"]["none"]["reject"] == 2
     csv_out = run_cli("diff", tmp_path, "2024-01-01", "2024-06-01", "--format", "csv").output
     lines = csv_out.splitlines()
-    assert lines[0] == "table,row,column,count"
+    assert lines[0] == "table,row,column,value"
     assert "adopters,dmarc_valid,lost,1" in lines and "dmarc_policy,none,reject,2" in lines
     table = run_cli("diff", tmp_path, "2024-01-01", "2024-06-01", "--lang", "ja").output
     assert "DMARC ポリシーの遷移" in table and "新規採用" in table
@@ -333,7 +338,7 @@ def test_report_json_rows(results: Path) -> None:
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output)
     assert [r["category"] for r in rows] == ["co", "lg", "general", "total"]
-    assert set(rows[0]) == {"category", *report.metric_columns(report.METRICS)}
+    assert set(rows[0]) == {"snapshot", "category", "label", *report.metric_columns(report.METRICS)}
     co = rows[0]
     assert (co["domains"], co["spf_valid"], co["dmarc_valid"], co["timeout"]) == (4, 4, 3, 3)
     assert co["dmarc_valid_pct"] == 75.0 and co["timeout_mx_pct"] is None
@@ -351,7 +356,18 @@ def test_report_newest_by_default_and_snapshot_option(results: Path) -> None:
 
 
 def test_report_by_provider_cli(results: Path) -> None:
-    out = run_cli("report", results, "--by", "mx_provider", "--top", "2", "--format", "json")
+    out = run_cli(
+        "report",
+        results,
+        "--by",
+        "mx_provider",
+        "--top",
+        "2",
+        "--min-domains",
+        "0",
+        "--format",
+        "json",
+    )
     rows = json.loads(out.output)
     assert [r["mx_provider"] for r in rows] == [
         "google.com",
@@ -366,18 +382,24 @@ def test_report_by_provider_cli(results: Path) -> None:
 
 def test_report_csv_and_people_formats(results: Path) -> None:
     csv_lines = run_cli("report", results, "--format", "csv").output.splitlines()
-    assert csv_lines[0].split(",")[:4] == ["category", "domains", "domains_pct", "domains_mx_pct"]
-    assert csv_lines[1].startswith("co,4,100.0,100.0,3,75.0,100.0")
+    assert csv_lines[0].split(",")[:5] == [
+        "snapshot",
+        "category",
+        "label",
+        "domains",
+        "domains_pct",
+    ]
+    assert csv_lines[1].startswith("2024-06-01,co,co.jp,4,100.0,")
 
     ja = run_cli("report", results, "--lang", "ja").output
     assert "属性型 co.jp" in ja and "汎用JP" in ja and "DMARC 有効" in ja and "合計" in ja
     dmarc_line = next(line for line in ja.splitlines() if "DMARC 有効" in line)
-    assert "3 (75.0%, MX 100.0%)" in dmarc_line
+    assert "3 75.0%" in dmarc_line
 
     md = run_cli("report", results, "--format", "markdown").output.splitlines()
     header = next(line for line in md if line.startswith("| Metric"))
-    assert header == "| Metric | co.jp | lg.jp | General-use JP | Total |"
-    assert any(line.startswith("| Timeout | 3 (42.9%) |") for line in md)
+    assert header == "| Metric | co.jp † | lg.jp † | General-use JP † | Total † |"
+    assert any(line.startswith("| Timeout | 3 42.9% |") for line in md)
 
 
 @pytest.mark.parametrize(
@@ -399,3 +421,21 @@ def test_cli_errors_are_one_line(
     assert out.exit_code == 1
     assert message in out.output and "Traceback" not in out.output
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_bimi_declination_is_its_own_row_not_adoption(tmp_path: Path) -> None:
+    """BIMI draft 4.3.1: a declination is "distinct from not publishing a BIMI record", and it
+    is no indicator either: SPEC.md keeps it out of ``bimi`` and shows it in its own row."""
+    rows = [
+        row("b1.co.jp", "co", **mail("google.com"), bimi_status="valid"),
+        row("b2.co.jp", "co", **mail("google.com"), bimi_status="declined"),
+        row("b3.co.jp", "co", **mail("google.com"), bimi_status="declined"),
+        row("b4.co.jp", "co", **mail("google.com"), bimi_status="none"),
+    ]
+    write_snapshot(tmp_path, "2024-06-01", rows)
+    total = by_group(report.adoption(report.load(tmp_path), by="category"))["total"]
+    assert (total["bimi"], total["bimi_declined"]) == (1, 2)
+    assert total["bimi_declined_pct"] == 50.0
+    for lang, label in (("en", "BIMI declined"), ("ja", "BIMI 辞退")):
+        out = run_cli("report", tmp_path, "--lang", lang).output
+        assert label in out, out

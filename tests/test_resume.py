@@ -54,7 +54,7 @@ def test_sigkill_then_resume_equals_uninterrupted_scan(tmp_path, nsd_factory) ->
     env = {**os.environ, "MAILAUTH_SURVEY_BUCKET_BYTES": "200"}  # many small parts
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(lst, killed, server.address, 300), env=env, stderr=subprocess.PIPE)
-    ddir, _ = store.snapshot_dirs(killed, "q")
+    ddir = store.Snapshot(killed, "q").domains
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(ddir.glob("part-*.parquet"))) < 3:
         time.sleep(0.05)
@@ -62,14 +62,14 @@ def test_sigkill_then_resume_equals_uninterrupted_scan(tmp_path, nsd_factory) ->
     proc.wait()
     parts_before = len(list(ddir.glob("part-*.parquet")))
     assert parts_before >= 3
-    manifest = json.loads(store.manifest_path(killed, "q").read_text())
+    manifest = json.loads(store.Snapshot(killed, "q").manifest.read_text())
     assert manifest["complete"] is False  # only the end of a scan marks it complete
 
     resumed = subprocess.run(
         _cmd(lst, killed, server.address, 0), env=env, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(store.manifest_path(killed, "q").read_text())["complete"] is True
+    assert json.loads(store.Snapshot(killed, "q").manifest.read_text())["complete"] is True
 
     whole = tmp_path / "whole"
     done = subprocess.run(
@@ -131,9 +131,9 @@ def test_workers_give_the_same_snapshot_as_one_process(tmp_path, nsd_factory) ->
     d2, r2 = _comparable(tmp_path / "two")
     pd.testing.assert_frame_equal(d1, d2)
     pd.testing.assert_frame_equal(r1, r2)
-    m = json.loads(store.manifest_path(tmp_path / "two", "q").read_text())
+    m = json.loads(store.Snapshot(tmp_path / "two", "q").manifest.read_text())
     assert m["options"]["workers"] == 2 and m["domains"] == len(NAMES)
-    m1 = json.loads(store.manifest_path(tmp_path / "one", "q").read_text())
+    m1 = json.loads(store.Snapshot(tmp_path / "one", "q").manifest.read_text())
     # Every process's queries are counted (this one's share too): two processes each keep their
     # own cache of shared names, so they ask at least as much as one.
     assert m["queries"]["queries"] >= m1["queries"]["queries"] > 0
@@ -173,7 +173,7 @@ from mailauth_survey import store
 from mailauth_survey.collect import ScanOptions
 from mailauth_survey.collect.workers import Workers
 d = store.Location.of({str(tmp_path)!r})
-w = Workers(Path({str(tmp_path)!r}), d, d, ScanOptions(workers=2))
+w = Workers(Path({str(tmp_path)!r}), store.Snapshot(d, 'q'), ScanOptions(workers=2))
 print(w.procs[0].pid, flush=True)
 os._exit(0)  # as if killed: no clean-up, no orders
 """
@@ -201,7 +201,7 @@ def test_workers_stop_in_one_line_when_no_resolver_answers(tmp_path, silent_reso
     assert res.returncode != 0
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no resolver answered" in lines[0], res.stderr
-    ddir, _ = store.snapshot_dirs(tmp_path / "out", "q")
+    ddir = store.Snapshot(tmp_path / "out", "q").domains
     assert not list(ddir.glob("part-*.parquet"))
 
 
@@ -218,7 +218,8 @@ def test_no_resolver_answering_stops_the_scan_and_stores_nothing(
         scan([lst], out, snapshot="q", options=opts)
     assert time.monotonic() - started < 30
     assert "\n" not in str(err.value)
-    ddir, rdir = store.snapshot_dirs(out, "q")
+    snap = store.Snapshot(out, "q")
+    ddir, rdir = snap.domains, snap.records
     assert not list(ddir.glob("part-*.parquet")) and not list(rdir.glob("part-*.parquet"))
     # With a resolver back, the same scan resumes and completes.
     server = nsd_factory(_population())

@@ -192,7 +192,7 @@ def test_truncated_answer_retried_over_tcp(scanned) -> None:
 
 
 def test_manifest(scanned) -> None:
-    m = json.loads(store.manifest_path(scanned["dir"], "2024-06-01").read_text())
+    m = json.loads(store.Snapshot(scanned["dir"], "2024-06-01").manifest.read_text())
     assert m["complete"] is True
     assert m["schema_version"] == store.SCHEMA_VERSION
     assert m["public_suffix_list"].startswith("publicsuffixlist ")

@@ -212,9 +212,9 @@ def test_a_scan_with_no_reply_at_all_is_never_complete(tmp_path, silent_resolver
     )  # fmt: skip
     assert res.exit_code != 0
     assert "no resolver answered" in _one_error_line(res.stderr)
-    manifest = store.read_manifest(out, "q")
+    manifest = store.Snapshot(out, "q").read_manifest()
     assert manifest is None or manifest["complete"] is False
-    ddir, _ = store.snapshot_dirs(out, "q")
+    ddir = store.Snapshot(out, "q").domains
     assert not ddir.glob("part-*.parquet")
 
 
@@ -238,7 +238,7 @@ def test_force_with_a_bad_input_changes_nothing(tmp_path, served) -> None:
         main, ["scan", str(empty), *base[2:], "--force", "--resolver", served.address]
     )
     assert res.exit_code != 0 and _tree(out) == before
-    assert store.read_manifest(out, "2023Q4")["complete"] is True
+    assert store.Snapshot(out, "2023Q4").read_manifest()["complete"] is True
 
 
 def test_force_replaces_the_snapshot_and_leaves_nothing_beside_it(tmp_path, served) -> None:
@@ -255,7 +255,7 @@ def test_force_replaces_the_snapshot_and_leaves_nothing_beside_it(tmp_path, serv
     d = pd.read_parquet(out / "domains")
     assert sorted(d["domain"]) == NAMES and d["domain"].is_unique
     assert set(pd.read_parquet(out / "records")["domain"]) == set(NAMES)
-    assert store.read_manifest(out, "q")["inputs"][0]["path"] == str(second)
+    assert store.Snapshot(out, "q").read_manifest()["inputs"][0]["path"] == str(second)
     assert not (out / store.RESCAN_FOLDER).exists()
 
 
@@ -312,7 +312,7 @@ def test_ca_file_is_added_to_the_system_roots(tmp_path, served) -> None:
          "--ca-file", str(cafile), "--quiet"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert store.read_manifest(out, "q")["options"]["cafile"] == str(cafile)
+    assert store.Snapshot(out, "q").read_manifest()["options"]["cafile"] == str(cafile)
     not_pem = write_list(tmp_path / "not-pem.txt", ["hello"])
     res = CliRunner().invoke(
         main, ["scan", str(lst), "--out", str(tmp_path / "o2"), "--ca-file", str(not_pem)]

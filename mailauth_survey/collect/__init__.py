@@ -27,7 +27,6 @@ from typing import Any
 from .. import store
 from ..analysis import reanalyze
 from ..domains import NotText, check_text, lists_table, sha256_file
-from ..probes.results import PROBES_SCHEMA
 from ..probes.settings import load_exclusions
 from ..resolver import (
     Fleet,
@@ -177,8 +176,8 @@ def _scan(
 ) -> dict[str, Any]:
     store.recover_rescan(out, label)  # a swap that a crash cut short is finished first
     inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
-    previous = store.read_manifest(out, label)
-    target = out  # where this scan writes: the snapshot itself, or its rescan beside it
+    snap = store.Snapshot(out, label)  # where this scan writes: the snapshot, or its rescan
+    previous = snap.read_manifest()
     restart = False  # a rescan begun with other lists is started over
     if previous is not None and previous.get("complete") and not force:
         raise ScanError(
@@ -189,11 +188,10 @@ def _scan(
             raise ScanError(
                 f"snapshot {label} in {shown} was started with other lists; use --force to start over"
             )
-        target = store.rescan_root(out, label)
-        previous = store.read_manifest(target, label)
+        snap = store.Snapshot(store.rescan_root(out, label), label)
+        previous = snap.read_manifest()
         if previous is not None and previous.get("inputs") != inputs:
             previous, restart = None, True
-    ddir, rdir = store.snapshot_dirs(target, label)
     buckets = previous["buckets"] if previous else spooling.bucket_count(paths)
     started = previous["started_at"] if previous else manifests.now()
     manifest = manifests.started(label, inputs, options, buckets, started)
@@ -206,7 +204,7 @@ def _scan(
     pool = None
     try:
         if options.workers > 1 and not options.cluster:
-            pool = Workers(work, ddir, rdir, options)
+            pool = Workers(work, snap, options)
         try:
             read, progress.bad_lines = spooling.spool(paths, work, buckets, on_error)
         except NotText as exc:
@@ -217,26 +215,26 @@ def _scan(
         # Nothing was changed before this point.
         if restart:
             store.rescan_root(out, label).rmtree()
-        tables = (ddir, rdir, store.probes_dir(target, label), store.lists_dir(target, label))
-        for d in tables:
+        for d in snap.folders:
             store.remove_temporaries(d)  # writes cut short by a crash
-        store.write_table(store.lists_dir(target, label), spooling.part_name(0), lists_table(paths))
-        done_parts = store.existing_parts(ddir)
+        store.write_table(snap.lists, spooling.part_name(0), lists_table(paths))
+        done_parts = store.existing_parts(snap.domains)
         todo = [b for b in range(buckets) if spooling.part_name(b) not in done_parts]
         progress.total = sum(spooling.bucket_size(work, b) for b in range(buckets))
         for b in range(buckets):
             if spooling.part_name(b) in done_parts:
-                progress.skipped += store.num_rows(ddir / spooling.part_name(b))
+                progress.skipped += store.num_rows(snap.domains / spooling.part_name(b))
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
-        store.write_manifest(target, label, manifest)
+        manifest["domains_listed"] = progress.total  # "incomplete: N of M domains" (report)
+        snap.write_manifest(manifest)
         if on_progress is not None:
             on_progress(progress)  # (the bar appears, with the total, as the scan begins)
         if options.cluster:
             from .cluster import run_on_cluster
 
             stats, shards = run_on_cluster(
-                options.cluster, label, todo, partial(spooling.bucket_domains, work), ddir, rdir,
+                options.cluster, label, todo, partial(spooling.bucket_domains, work), snap,
                 progress, options, on_progress,
             )  # fmt: skip
             manifest["shards"] = (previous or {}).get("shards", []) + shards
@@ -244,9 +242,8 @@ def _scan(
             stats = pool.run(todo, progress, on_progress)
         else:
             stats = run_buckets(
-                todo, partial(spooling.bucket_domains, work), ddir, rdir, progress, options,
-                on_progress,
-            )  # fmt: skip
+                todo, partial(spooling.bucket_domains, work), snap, progress, options, on_progress
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -255,9 +252,9 @@ def _scan(
             with contextlib.suppress(OSError):
                 (Path(out.path) / ".work").rmdir()
 
-    manifests.finish(manifest, ddir, progress, stats)
-    store.write_manifest(target, label, manifest)
-    if target != out:
+    manifests.finish(manifest, snap, progress, stats)
+    snap.write_manifest(manifest)
+    if snap.out != out:
         store.commit_rescan(out, label)
     return manifest
 
@@ -275,13 +272,13 @@ def retry_errors(
     atomically, records first). Returns the updated manifest.
     """
     options = options or ScanOptions()
-    manifest = store.read_manifest(out, label)
+    snap = store.Snapshot(out, label)
+    manifest = snap.read_manifest()
     if manifest is None:
         raise ScanError(f"no snapshot {label} in {out}")
     if not manifest.get("complete"):
         raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
-    ddir, rdir = store.snapshot_dirs(out, label)
-    parts = ddir.glob("part-*.parquet")
+    parts = snap.domains.glob("part-*.parquet")
     progress = ScanCounters()
     todo: list[tuple[store.Location, list[str]]] = []
     for part in parts:
@@ -315,7 +312,7 @@ def retry_errors(
 
         for part, names in todo:
             results = await asyncio.gather(*(one(n) for n in names))
-            _replace_in_part(part, rdir / part.name, results)
+            _replace_in_part(snap, part.name, results)
 
     try:
         with event_loop_runner() as runner:
@@ -325,14 +322,12 @@ def retry_errors(
             f"{exc}; parts already retried are kept, run the same command again"
         ) from None
     manifests.add_retry(manifest, parts, progress, options, stats)
-    store.write_manifest(out, label, manifest)
+    snap.write_manifest(manifest)
     return manifest
 
 
 def _replace_in_part(
-    dpart: store.Location,
-    rpart: store.Location,
-    results: list[tuple[dict, list[dict], list[dict]]],
+    snap: store.Snapshot, name: str, results: list[tuple[dict, list[Record], list[dict]]]
 ) -> None:
     """Put the re-scanned domains' rows, records and probes in place of their old ones."""
     new_rows = {row["domain"]: row for row, _, _ in results}
@@ -342,14 +337,13 @@ def _replace_in_part(
             return []
         return [r for r in store.read_table(part).to_pylist() if r["domain"] not in new_rows]
 
-    records = kept(rpart)
-    ppart = dpart.parent.parent.parent / "probes" / dpart.parent.name / dpart.name
-    probes = kept(ppart)
+    records = kept(snap.records / name)
+    probes = kept(snap.probes / name)
     for _, recs, probe_rows in results:
         records.extend(record_dict(r) for r in recs)
         probes.extend(probe_rows)
-    rows = [new_rows.get(r["domain"], r) for r in store.read_table(dpart).to_pylist()]
-    store.write_part(rpart.parent, rpart.name, records, store.RECORDS_SCHEMA)
+    rows = [new_rows.get(r["domain"], r) for r in store.read_table(snap.domains / name).to_pylist()]
+    store.write_part(snap.records, name, records, store.RECORDS_SCHEMA)
     if probes:
-        store.write_part(ppart.parent, ppart.name, probes, PROBES_SCHEMA)
-    store.write_part(dpart.parent, dpart.name, rows, store.DOMAINS_SCHEMA)
+        store.write_part(snap.probes, name, probes, store.PROBES_SCHEMA)
+    store.write_part(snap.domains, name, rows, store.DOMAINS_SCHEMA)

@@ -32,20 +32,17 @@ SHARD_RETRIES = 3
 def _shard_task(
     bucket: int,
     names: list[str],
-    ddir: str | store.Location,
-    rdir: str | store.Location,
+    snap: store.Snapshot,
     options: ScanOptions,
     share: int,
 ) -> dict[str, Any]:
     """Scan one shard inside a Dask worker; return its stats and where it ran.
 
-    ``ddir`` and ``rdir`` are Locations (they pickle with their filesystem's storage options) or
-    plain paths and URLs.
+    ``snap`` pickles with its filesystem's storage options.
     """
     started = time.time()
     progress = ScanCounters()
-    ddir, rdir = store.location(ddir), store.location(rdir)
-    stats = run_buckets([bucket], lambda _b: names, ddir, rdir, progress, options, None, share)
+    stats = run_buckets([bucket], lambda _b: names, snap, progress, options, None, share)
     try:
         from distributed import get_worker
 
@@ -93,8 +90,7 @@ def run_on_cluster(
     label: str,
     todo: list[int],
     names_of: Callable[[int], list[str]],
-    ddir: store.Location,
-    rdir: store.Location,
+    snap: store.Snapshot,
     progress: ScanCounters,
     options: ScanOptions,
     on_progress: Callable[[ScanCounters], None] | None,
@@ -110,8 +106,7 @@ def run_on_cluster(
                 _shard_task,
                 b,
                 names_of(b),
-                ddir,
-                rdir,
+                snap,
                 options,
                 slots,
                 key=f"mailauth-survey-{label}-shard-{b:05d}",

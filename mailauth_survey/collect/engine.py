@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from .. import store
-from ..probes.results import PROBES_SCHEMA
 from ..resolver import Fleet, NoResolverAnswering, Stats
 from .domain import Probing, Record, scan_domain
 from .options import ScanCounters, ScanError, ScanOptions
@@ -88,8 +87,7 @@ def _tune_gc() -> None:
 def run_buckets(
     todo: Iterable[int],
     names_of: Callable[[int], list[str]],
-    ddir: store.Location,
-    rdir: store.Location,
+    snap: store.Snapshot,
     progress: ScanCounters,
     options: ScanOptions,
     on_progress: Callable[[ScanCounters], None] | None,
@@ -105,7 +103,7 @@ def run_buckets(
     async def run() -> Stats:
         async with open_scanner(options, share) as (fleet, probing):
             await _scan_buckets(
-                todo, names_of, fleet, ddir, rdir, progress, options, on_progress, probing
+                todo, names_of, fleet, snap, progress, options, on_progress, probing
             )
         return fleet.stats
 
@@ -122,8 +120,7 @@ async def _scan_buckets(
     todo: Iterable[int],
     names_of: Callable[[int], list[str]],
     fleet: Fleet,
-    ddir: store.Location,
-    rdir: store.Location,
+    snap: store.Snapshot,
     progress: ScanCounters,
     options: ScanOptions,
     on_progress: Callable[[ScanCounters], None] | None,
@@ -142,9 +139,7 @@ async def _scan_buckets(
         for b in todo:
             names = names_of(b)
             if not names:
-                writes.append(
-                    loop.run_in_executor(writer, _write_bucket, b, [], [], [], ddir, rdir)
-                )
+                writes.append(loop.run_in_executor(writer, _write_bucket, b, [], [], [], snap))
                 continue
             pending[b] = len(names)
             rows[b], recs[b], prob[b] = [], [], []
@@ -160,7 +155,7 @@ async def _scan_buckets(
 
     def flush(b: int) -> None:
         # Parquet encoding runs in a thread so that replies keep being read meanwhile.
-        args = (b, rows.pop(b), recs.pop(b), prob.pop(b), ddir, rdir)
+        args = (b, rows.pop(b), recs.pop(b), prob.pop(b), snap)
         writes.append(loop.run_in_executor(writer, _write_bucket, *args))
         del pending[b]
 
@@ -229,13 +224,11 @@ def _write_bucket(
     rows: list[dict],
     recs: list[Record],
     probes: list[dict],
-    ddir: store.Location,
-    rdir: store.Location,
+    snap: store.Snapshot,
 ) -> None:
     """Records and probes first, then domains: a domains part on disk means the bucket is whole."""
     rows.sort(key=lambda r: r["domain"])
-    store.write_tuples(rdir, part_name(b), recs, store.RECORDS_SCHEMA)
+    store.write_tuples(snap.records, part_name(b), recs, store.RECORDS_SCHEMA)
     if probes:
-        pdir = ddir.parent.parent / "probes" / ddir.name
-        store.write_part(pdir, part_name(b), probes, PROBES_SCHEMA)
-    store.write_part(ddir, part_name(b), rows, store.DOMAINS_SCHEMA)
+        store.write_part(snap.probes, part_name(b), probes, store.PROBES_SCHEMA)
+    store.write_part(snap.domains, part_name(b), rows, store.DOMAINS_SCHEMA)

@@ -54,10 +54,10 @@ def status_counts(parts: Iterable[store.Location]) -> Counter:
 
 
 def finish(
-    manifest: dict[str, Any], ddir: store.Location, counters: ScanCounters, stats: Stats
+    manifest: dict[str, Any], snap: store.Snapshot, counters: ScanCounters, stats: Stats
 ) -> None:
-    """Mark ``manifest`` complete, with the counts of the domains parts in ``ddir``."""
-    counts = status_counts(ddir.glob("part-*.parquet"))
+    """Mark ``manifest`` complete, with the counts of the snapshot's domains parts."""
+    counts = status_counts(snap.domains.glob("part-*.parquet"))
     manifest.update(
         complete=True,
         finished_at=now(),

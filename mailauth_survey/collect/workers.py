@@ -39,8 +39,7 @@ def _worker_main(
     orders: Any,
     claims: Any,
     work: Path,
-    ddir: store.Location,
-    rdir: store.Location,
+    snap: store.Snapshot,
     options: ScanOptions,
     channel: Any,
 ) -> None:
@@ -76,8 +75,7 @@ def _worker_main(
         stats = run_buckets(
             _claimed(todo, claims),
             partial(bucket_domains, work),
-            ddir,
-            rdir,
+            snap,
             progress,
             options,
             report,
@@ -98,12 +96,10 @@ class Workers:
     their progress, so ``--workers 2`` is two processes, not three.
     """
 
-    def __init__(
-        self, work: Path, ddir: store.Location, rdir: store.Location, options: ScanOptions
-    ) -> None:
+    def __init__(self, work: Path, snap: store.Snapshot, options: ScanOptions) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.options = options
-        self.work, self.ddir, self.rdir = work, ddir, rdir
+        self.work, self.snap = work, snap
         self.channel = ctx.Queue()
         # One orders queue each: which processes get work is decided here, not raced for.
         self.orders = [ctx.Queue() for _ in range(1, options.workers)]
@@ -112,7 +108,7 @@ class Workers:
         self.procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(i, self.orders[i - 1], self.claims, work, ddir, rdir, options, self.channel),
+                args=(i, self.orders[i - 1], self.claims, work, snap, options, self.channel),
                 daemon=True,
             )
             for i in range(1, options.workers)
@@ -188,8 +184,7 @@ class Workers:
         own = run_buckets(
             _claimed(todo, claims),
             partial(bucket_domains, self.work),
-            self.ddir,
-            self.rdir,
+            self.snap,
             mine,
             self.options,
             relay,

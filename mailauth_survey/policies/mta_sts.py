@@ -180,10 +180,11 @@ class PolicyRecord:
 
 
 def _valid_mx_pattern(pattern: str) -> bool:
-    """``["*."] Domain`` (RFC 8461 3.2, Domain from RFC 5321): LDH labels, at least two."""
+    """``["*."] Domain`` (RFC 8461 3.2): LDH labels. RFC 5321 4.1.2's ``Domain = sub-domain
+    *("." sub-domain)`` takes one label as well as several, so ``mx: localhost`` is grammatical
+    (it matches an MX host of that name only)."""
     name = pattern[2:] if pattern.startswith("*.") else pattern
-    labels = name.split(".")
-    return len(labels) >= 2 and len(name) <= 253 and all(_LDH_LABEL.fullmatch(lb) for lb in labels)
+    return 0 < len(name) <= 253 and all(_LDH_LABEL.fullmatch(lb) for lb in name.split("."))
 
 
 def parse_policy(text: str) -> PolicyRecord:

@@ -27,9 +27,10 @@ Choices where the RFC leaves room:
 * The 11th DNS-querying term is a permerror when reached (it is not looked up); the reported
   count is then 11. Include/redirect cycles are a permerror when detected: re-entering a domain
   still being evaluated with the same inputs can only end in the lookup limit.
-* A target name that is not a valid DNS name after expansion (empty label, label over 63 bytes,
-  non-ASCII) is a permerror, never a lookup; names over 253 bytes are first shortened from the
-  left (7.3). A malformed MX exchange (the null MX ``.``) is skipped.
+* A target name that is not a valid DNS name after expansion (empty label, label over 63 octets,
+  name over 255 octets in wire form) is a permerror, never a lookup; names over 253 characters
+  are first shortened from the left (7.3). Any octet may stand in a label (RFC 2181 11): ``%``,
+  spaces (``%_``), non-ASCII text of a macro value (as UTF-8). A malformed MX exchange (the null MX ``.``) is skipped.
 * ``ptr`` and ``%{p}`` use the first 10 PTR names (4.6.4); a PTR lookup error makes ``ptr`` not
   match and ``%{p}`` expand to ``unknown`` (5.5, 7.2). ``%{h}`` without a HELO name and ``%{r}``
   expand to ``unknown``.
@@ -53,6 +54,8 @@ from mailauth_survey.answers import (
     AnswerSet,
     domain_exists,
     normalize_name,
+    presentation_name,
+    raw_name,
     text_cache,
     valid_qname,
 )
@@ -608,13 +611,20 @@ def _static_target(spec: str | None, domain: str) -> str | None:
 
 
 def _target_name(expanded: str) -> str | None:
-    """A queryable name from an expanded domain-spec; long names lose left labels (7.3)."""
+    """A queryable name from an expanded domain-spec; long names lose left labels (7.3).
+
+    The expansion is the labels' text: ``%%``, ``%_`` and ``%-`` (7.1) and the literal part of a
+    record give ``%``, spaces and any other octet, which DNS carries as label octets (RFC 2181
+    11). The name returned is in presentation form (RFC 1035 5.1 escapes, ``\\032`` for a
+    space), the form the resolver asks and the records table keeps.
+    """
     name = expanded[:-1] if expanded.endswith(".") else expanded
     while len(name) > MAX_NAME and "." in name:
         name = name.split(".", 1)[1]
-    if not name or name.endswith(".") or not valid_qname(name):
+    if not name or name.endswith("."):
         return None
-    return name.lower()
+    qname = presentation_name(name).lower()  # (escapes are ASCII: only letters change)
+    return qname if valid_qname(qname) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1162,13 +1172,13 @@ class _Evaluator(_Budget):
         if letter == "o":
             return self.sender_domain
         if letter == "d":
-            return domain
+            return raw_name(domain)  # (a name in presentation form: its labels' text)
         if letter == "i":
             if self.version == 4:
                 return str(self.client)
             return ".".join(self.client.exploded.replace(":", ""))
         if letter == "p":
-            return self.validated_domain(domain)
+            return raw_name(self.validated_domain(domain))
         if letter == "v":
             return "in-addr" if self.version == 4 else "ip6"
         if letter == "h":

@@ -2,7 +2,7 @@
 
 Collect, then analyze: :mod:`.https` and :mod:`.smtp` talk to the network and return these plain
 dataclasses (:class:`PolicyFetch`, :class:`SmtpProbe`), which become rows of a snapshot's
-``probes`` table (:func:`to_row`, :data:`PROBES_COLUMNS`) and come back from it (:func:`from_row`).
+``probes`` table (:func:`to_row`, :data:`mailauth_survey.store.PROBES_COLUMNS`) and come back from it (:func:`from_row`).
 The verdict columns are pure functions of them (:func:`starttls_columns`, and
 ``mta_sts.policy_columns`` for the policy), so ``reanalyze`` rebuilds them with no network. Nothing
 here may import the network half of the package.
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from ..answers import normalize_name
 from ..policies import mta_sts
+from ..store import PROBES_COLUMNS
 
 
 def _now() -> datetime:
@@ -157,45 +156,6 @@ def transport_columns(
 
 
 # --- Rows of the probes table ----------------------------------------------------------------
-
-_STR = pa.string()
-_TS = pa.timestamp("us", tz="UTC")
-
-#: The ``probes`` table: one row per policy fetch (``kind`` ``mta-sts-policy``, ``host`` =
-#: ``mta-sts.<domain>``) or per probed MX address (``kind`` ``smtp``, ``domain`` null: an MX
-#: host's probe serves every domain that uses it). ``probed_at`` is a policy's ``fetched_at``.
-PROBES_COLUMNS: dict[str, pa.DataType] = {
-    "kind": _STR,
-    "domain": _STR,
-    "host": _STR,
-    "address": _STR,
-    "url": _STR,
-    "status": _STR,
-    "http_status": pa.int16(),
-    "content_type": _STR,
-    "body": _STR,
-    "banner": _STR,
-    "ehlo_extensions": pa.list_(_STR),
-    "starttls_advertised": pa.bool_(),
-    "tls_version": _STR,
-    "tls_cipher": _STR,
-    "cert_valid": pa.bool_(),
-    "cert_name_match": pa.bool_(),
-    "cert_not_after": _TS,
-    "cert_expired": pa.bool_(),
-    "cert_names": pa.list_(_STR),
-    "cert_not_before": _TS,
-    "cert_issuer": _STR,
-    "cert_key_type": _STR,
-    "cert_key_bits": pa.int32(),
-    "cert_signature_algorithm": _STR,
-    "cert_error": _STR,
-    "detail": _STR,
-    "probed_at": _TS,
-    "duration_ms": pa.float32(),
-}
-
-PROBES_SCHEMA = pa.schema(list(PROBES_COLUMNS.items()))
 
 KIND_POLICY = "mta-sts-policy"
 KIND_SMTP = "smtp"

@@ -1,0 +1,491 @@
+"""publish: the self-contained page, read as a reader would, in headless Chromium.
+
+The results folder is built by hand: three quarters, the last one incomplete (the page must take
+the newest complete one and compare with the one before it), a small category (ad.jp, 8 domains),
+providers with self-hosted domains, and no transport probe (not measured, not 0%).
+The page's figures are checked against `report --format json`, the engine's own output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+from PIL import Image
+
+from mailauth_survey import publish, report, store
+from mailauth_survey.cli import main
+from tests import chromium
+
+QUARTERS = ("2024Q1", "2024Q2", "2024Q3")
+SIZES = {"co": 150, "ad": 8, "lg": 40, "general": 120, "prefecture": 36}
+SUFFIX = {"co": "co.jp", "ad": "ad.jp", "lg": "city.example.lg.jp", "general": "jp",
+          "prefecture": "tokyo.jp"}  # fmt: skip
+PROVIDERS = ("google.com", "outlook.com", "sakura.ne.jp", None)  # None: self-hosted
+
+
+def domain_row(category: str, i: int, quarter: int) -> dict[str, Any]:
+    """Domain i of a category in quarter 0 or 1: DMARC grows from 1 in 4 to 1 in 2."""
+    name = f"d{i}.{SUFFIX[category]}"
+    when = dt.datetime(2024, 3 * quarter + 3, 1, 3, 0, tzinfo=dt.UTC)
+    row: dict[str, Any] = {"domain": name, "category": category, "scanned_at": when}
+    if i % 37 == 36:
+        return row | {"status": "timeout"}
+    if i % 41 == 40:
+        return row | {"status": "nxdomain", "mx_status": "NXDOMAIN"}
+    row |= {"status": "ok", "mx_status": "NOERROR", "dkim_domainkey": "nxdomain"}
+    if i % 10:
+        provider = PROVIDERS[i % 4]
+        host = f"mx{i % 3}.{provider}" if provider else f"mail.{name}"
+        row |= {"has_mx": True, "mx_null": False, "mx_hosts": [host],
+                "mx_provider": provider or name}  # fmt: skip
+    else:
+        row |= {"has_mx": False, "mx_null": False, "mx_hosts": []}
+    if i % 5:
+        all_ = "-all" if i % 3 == 0 else "~all"
+        row |= {"spf_status": "valid", "spf_all": all_, "spf_record": f"v=spf1 {all_}"}
+    else:
+        row["spf_status"] = "none"
+    if i % (4 if quarter == 0 else 2) == 0:
+        policy = ("none", "quarantine", "none", "reject")[(i // 2) % 4]
+        row |= {"dmarc_status": "valid", "dmarc_p": policy, "dmarc_policy": policy}
+    else:
+        row["dmarc_status"] = "none"
+    row["mta_sts_status"] = "valid" if i % 25 == 0 else "none"
+    return row
+
+
+def write_results(out: Path) -> None:
+    for q, label in enumerate(QUARTERS):
+        sizes = SIZES if q < 2 else {"co": 20}  # the third quarter's scan stopped early
+        rows = [domain_row(c, i, min(q, 1)) for c, n in sizes.items() for i in range(n)]
+        snap = store.Snapshot(out, label)
+        store.write_part(snap.domains, "part-00000.parquet", rows, store.DOMAINS_SCHEMA)
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        start = dt.datetime(2024, 3 * q + 3, 1, 2, 0, tzinfo=dt.UTC)
+        snap.write_manifest(
+            {
+                "schema_version": store.SCHEMA_VERSION,
+                "package_version": "0.1.0",
+                "snapshot": label,
+                "complete": q < 2,
+                "started_at": start.isoformat(),
+                "finished_at": (start + dt.timedelta(hours=1, minutes=5)).isoformat(),
+                "inputs": [{"path": f"/lists/jp-{label}.txt", "sha256": f"{q:x}" * 64}],
+                "public_suffix_list": "publicsuffixlist 1.1.2.20261023",
+                "options": {
+                    "resolvers": ["127.0.0.1:53"],
+                    "mta_sts_policy": False,
+                    "probe_smtp": False,
+                },  # fmt: skip
+                "resolvers": ["127.0.0.1:53"],
+                "domains": len(rows) if q < 2 else sum(SIZES.values()),
+                "status_counts": counts,
+            },
+        )
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("results")
+    write_results(out)
+    return out
+
+
+def run_cli(*args: Any) -> Any:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sites(results: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The page in both languages, published by the command."""
+    out = {}
+    for lang in ("en", "ja"):
+        folder = tmp_path_factory.mktemp(f"site-{lang}")
+        res = run_cli("publish", results, "--out", folder, "--lang", lang)
+        assert res.exit_code == 0, res.output
+        assert res.stdout.strip() == str(folder / "index.html")
+        # The incomplete 2024Q3 is left out, said once on stderr.
+        assert res.stderr.count("2024Q3") == 1 and "incomplete" in res.stderr, res.stderr
+        out[lang] = folder
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(sites: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each page loaded once in headless Chromium: PNG, PDF, the DOM after load, the net log."""
+    out = {}
+    for lang, folder in sites.items():
+        work = tmp_path_factory.mktemp(f"chromium-{lang}")
+        png, pdf = work / "page.png", work / "page.pdf"
+        result = chromium.render(
+            folder / "index.html", work, screenshot=png, pdf=pdf, dump_dom=True, window=(800, 2400)
+        )
+        out[lang] = {"result": result, "png": png, "pdf": pdf}
+    return out
+
+
+def json_rows(results: Path, label: str, lang: str, by: str = "category") -> list[dict]:
+    res = run_cli("report", results, "--snapshot", label, "--by", by, "--format", "json",
+                  "--lang", lang)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+# --- reading the page --------------------------------------------------------------------------
+
+
+class Dom(HTMLParser):
+    """A minimal DOM: elements with attributes, text and children (enough to read tables)."""
+
+    VOID = {"meta", "br", "link", "img", "input", "hr", "col", "source", "wbr", "area", "base"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root: dict[str, Any] = {"tag": "#root", "attrs": {}, "children": [], "text": []}
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = {"tag": tag, "attrs": dict(attrs), "children": [], "text": []}
+        self.stack[-1]["children"].append(node)
+        if tag not in self.VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.stack[-1]["children"].append(
+            {"tag": tag, "attrs": dict(attrs), "children": [], "text": []}
+        )
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self.stack) - 1, 0, -1):
+            if self.stack[depth]["tag"] == tag:
+                del self.stack[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1]["children"].append(data)
+
+
+def parse(html: str) -> dict[str, Any]:
+    dom = Dom()
+    dom.feed(html)
+    dom.close()
+    return dom.root
+
+
+def walk(node: dict[str, Any]):
+    yield node
+    for child in node["children"]:
+        if isinstance(child, dict):
+            yield from walk(child)
+
+
+def find(node: dict[str, Any], tag: str | None = None, **attrs: str) -> list[dict[str, Any]]:
+    def hit(n: dict[str, Any]) -> bool:
+        if tag is not None and n["tag"] != tag:
+            return False
+        for key, value in attrs.items():
+            have = n["attrs"].get(key.rstrip("_").replace("_", "-"))
+            if have is None or (key == "class_" and value not in have.split()):
+                return False
+            if key != "class_" and have != value:
+                return False
+        return True
+
+    return [n for n in walk(node) if hit(n)]
+
+
+def text(node: dict[str, Any] | str, skip: tuple[str, ...] = ("style", "svg", "script")) -> str:
+    if isinstance(node, str):
+        return node
+    if node["tag"] in skip:
+        return " "
+    return "".join(text(c, skip) for c in node["children"])
+
+
+def squash(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip()
+
+
+NUMBER = re.compile(r"[-+−]?\d[\d,]*(?:\.\d+)?")
+
+
+def numbers(s: str) -> list[float]:
+    return [float(n.replace(",", "").replace("−", "-")) for n in NUMBER.findall(s)]
+
+
+def close(shown: float, value: float | None) -> bool:
+    """A figure printed with one decimal equals the JSON's full-precision value."""
+    return value is not None and abs(shown - value) <= 0.05 + 1e-9
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def test_publish_writes_page_workbook_and_every_chart(sites: dict[str, Path]) -> None:
+    folder = sites["en"]
+    names = {p.name for p in folder.iterdir()}
+    assert {"index.html", "report.xlsx"} <= names
+    stems = set(publish.CHART_FILES.values())
+    assert {f"{s}.png" for s in stems} | {f"{s}.svg" for s in stems} <= names
+    assert not [n for n in names if n.startswith(".")]  # the staging folder is gone
+    for stem in stems:
+        with Image.open(folder / f"{stem}.png") as im:
+            assert im.size[0] >= 1920 and abs(im.size[0] / im.size[1] - 16 / 9) < 0.01
+        ElementTree.parse(folder / f"{stem}.svg")  # well-formed XML
+    book = load_workbook(folder / "report.xlsx", read_only=True)
+    assert "category" in book.sheetnames
+
+
+def test_page_names_no_resource_to_fetch_and_no_script(sites: dict[str, Path]) -> None:
+    """Static reading of the HTML: what a browser could fetch or run, nothing of it present."""
+    for folder in sites.values():
+        html = (folder / "index.html").read_text(encoding="utf-8")
+        root = parse(html)
+        tags = {n["tag"] for n in walk(root)}
+        assert not tags & {"script", "link", "iframe", "object", "embed", "img", "base", "frame"}
+        for node in walk(root):
+            for attr, value in node["attrs"].items():
+                assert not attr.startswith("on"), (node["tag"], attr)
+                if attr in ("src", "srcset", "data", "poster", "action", "formaction"):
+                    pytest.fail(f"{node['tag']} {attr}={value}")
+                if attr in ("href", "xlink:href"):
+                    # Fragments inside the page, or a link (not a fetch) to a file beside it.
+                    assert value and (value.startswith("#") or (folder / value).is_file()), value
+                    assert node["tag"] in ("a", "use") or value.startswith("#"), node["tag"]
+            if node["tag"] == "meta":
+                assert node["attrs"].get("http-equiv", "").lower() != "refresh"
+        styles = " ".join(text(n, skip=()) for n in find(root, "style"))
+        assert "@import" not in styles and "@font-face" not in styles
+        assert all(u.startswith("#") for u in re.findall(r"url\(\s*['\"]?([^)'\"]*)", html))
+        for font in ("Hiragino", "Yu Gothic", "Meiryo", "Noto Sans CJK JP", "IPAexGothic"):
+            assert font in styles
+
+
+# --- in the browser ----------------------------------------------------------------------------
+
+
+def test_chromium_renders_png_and_pdf_and_the_page_requests_nothing(
+    rendered: dict[str, Any],
+) -> None:
+    for lang, r in rendered.items():
+        result: chromium.Render = r["result"]
+        assert result.returncode == 0, result.stderr[-2000:]
+        with Image.open(r["png"]) as im:
+            assert im.size == (800, 2400)
+            assert len(im.convert("L").getcolors(1 << 16) or []) > 20  # drawn, not blank
+        pdf = r["pdf"].read_bytes()
+        assert pdf.startswith(b"%PDF-")
+        pages = int(max(re.findall(rb"/Count (\d+)", pdf), key=int))
+        assert pages >= 3, pages
+        # The Japanese page's text was set in a CJK font from the page's font stack (without
+        # one installed, Chromium draws every kana as a box).
+        fonts = set(re.findall(rb"/FontName /[A-Z]{6}\+([\w-]+)", pdf))
+        if lang == "ja":
+            assert any(b"CJK" in f for f in fonts), fonts
+        assert result.page_requests == [], result.page_requests
+        assert "</html>" in result.dom
+
+
+def test_the_request_detector_sees_what_a_page_fetches(tmp_path: Path) -> None:
+    """The check above can fail: a page that loads from a loopback server is caught."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        page = tmp_path / "fetching.html"
+        page.write_text(
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>body{{background:"
+            f"url({base}/bg.png)}}</style></head><body><p>x</p><img src='{base}/img.png'></body></html>",
+            encoding="utf-8",
+        )
+        # Only for this page: let requests to the loopback server through, to count them there.
+        rules = f"{chromium.NO_NETWORK}, EXCLUDE 127.0.0.1"
+        result = chromium.render(page, tmp_path / "work", dump_dom=True, resolver_rules=rules)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(hits) == {"/bg.png", "/img.png"}
+    assert {u.rsplit("/", 1)[1] for u in result.page_requests} == {"bg.png", "img.png"}
+
+
+def dom_of(rendered: dict[str, Any], lang: str) -> dict[str, Any]:
+    return parse(rendered[lang]["result"].dom)
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_headline_strip_equals_the_json_report(
+    rendered: dict[str, Any], results: Path, lang: str
+) -> None:
+    """Newest complete snapshot (2024Q2, not the incomplete 2024Q3), change since 2024Q1."""
+    now = {r["category"]: r for r in json_rows(results, "2024Q2", lang)}["total"]
+    before = {r["category"]: r for r in json_rows(results, "2024Q1", lang)}["total"]
+    cards = find(find(dom_of(rendered, lang), "section", id="headline")[0], "li")
+    assert [c["attrs"]["data-metric"] for c in cards] == list(publish.HEADLINE)
+    for card in cards:
+        metric = card["attrs"]["data-metric"]
+        part = {
+            k: squash(text(find(card, "span", class_=k)[0])) for k in ("name", "share", "change")
+        }
+        assert part["name"] == report.metric_label(metric, lang)
+        assert close(numbers(part["share"])[0], now[f"{metric}_pct"])
+        ci = squash(text(find(card, "span", class_="ci")[0]))
+        if now.get(f"{metric}_pct_lo") is not None:
+            lo, hi = numbers(ci.split("%", 1)[1])[:2]  # after "95%"
+            assert close(lo, now[f"{metric}_pct_lo"]) and close(hi, now[f"{metric}_pct_hi"])
+        assert "2024Q1" in part["change"] and "2024Q3" not in part["change"]
+        delta = numbers(part["change"].replace("2024Q1", ""))[0]
+        assert close(delta, now[f"{metric}_pct"] - before[f"{metric}_pct"]), (metric, part)
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_category_table_equals_the_json_report(
+    rendered: dict[str, Any], results: Path, lang: str
+) -> None:
+    rows = json_rows(results, "2024Q2", lang)
+    table = find(dom_of(rendered, lang), "table", id="category-table")[0]
+    shown = find(find(table, "tbody")[0], "tr")
+    assert [tr["attrs"]["data-group"] for tr in shown] == [r["category"] for r in rows]
+    for tr, row in zip(shown, rows, strict=True):
+        head = squash(text(find(tr, "th")[0]))
+        label = row.get("label") or report.group_label(row["category"], "category", lang)
+        small = row["category"] != "total" and row["domains"] < publish.SMALL_GROUP
+        assert head == label + ("†" if small else "")
+        assert squash(text(find(tr, "td", class_="n")[0])) == f"{row['domains']:,}"
+        for td in find(tr, "td", class_="share"):
+            metric = td["attrs"]["data-metric"]
+            values = numbers(text(td))
+            assert close(values[0], row[f"{metric}_pct"]), (row["category"], metric)
+            if row.get(f"{metric}_pct_lo") is not None:
+                assert close(values[1], row[f"{metric}_pct_lo"])
+                assert close(values[2], row[f"{metric}_pct_hi"])
+        assert [td["attrs"]["data-metric"] for td in find(tr, "td", class_="share")] == list(
+            publish.CATEGORY_METRICS
+        )
+    # ad.jp (8 domains) is marked small, with the footnote; co.jp (150) is not.
+    marks = {tr["attrs"]["data-group"]: "small" in tr["attrs"].get("class", "") for tr in shown}
+    assert marks["ad"] and not marks["co"] and not marks["total"]
+    foot = squash(text(find(dom_of(rendered, lang), "section", id="categories")[0]))
+    assert publish.TEXT[lang]["small"].format(small=publish.SMALL_GROUP) in foot
+
+
+#: English words of the page that a Japanese page must not show (labels, headings, footnotes).
+ENGLISH = (
+    "Category", "Domains", "Total", "Share", "interval", "snapshot", "Snapshot", "since",
+    "Methods", "measured", "Resolvers", "Provider", "provider", "Self-hosted", "self-hosted",
+    "Other", "other", "exist", "Scan", "Probes", "lists", "valid", "enforcing", "noise",
+    "Over time", "At a glance", "percentage", "points", "pp", "General-use", "Prefecture-type",
+    "Geographic-type", "Timeout", "error",
+)  # fmt: skip
+
+
+#: Names that stay in English on a Japanese page.
+PROPER_NOUNS = {"Public Suffix List"}
+
+
+def english_phrases() -> set[str]:
+    """Every English label the engine and the page have, where the Japanese one differs."""
+    phrases: set[str] = set()
+    pairs = [
+        (report.METRIC_LABELS["en"], report.METRIC_LABELS["ja"]),
+        (report.GROUP_LABELS["en"], report.GROUP_LABELS["ja"]),
+        (report.PROVIDER_LABELS["en"], report.PROVIDER_LABELS["ja"]),
+        (publish.TEXT["en"], publish.TEXT["ja"]),
+        (publish.STATUS_LABELS["en"], publish.STATUS_LABELS["ja"]),
+        (publish.DEFINITIONS["en"], publish.DEFINITIONS["ja"]),
+    ]
+    for en, ja in pairs:
+        for key, value in en.items():
+            if ja.get(key) == value:
+                continue  # the same in both (SPF -all, NXDOMAIN, ...)
+            # Sentences: their runs of three or more English words.
+            for run in re.findall(r"[A-Za-z][A-Za-z'’-]*(?:[ ,][A-Za-z][A-Za-z'’-]*){2,}", value):
+                phrases.add(run.strip(" ,"))
+            if len(value.split()) <= 3 and re.search(r"[a-z]{3}", value):
+                phrases.add(value)
+    return phrases
+
+
+def test_japanese_page_has_no_untranslated_label(rendered: dict[str, Any]) -> None:
+    root = dom_of(rendered, "ja")
+    body = squash(text(find(root, "body")[0]))
+    title = squash(text(find(root, "title")[0]))
+    labels = " ".join(n["attrs"].get("aria-label", "") for n in walk(root))
+    visible = f"{title} {body} {labels}"
+    words = [w for w in ENGLISH if re.search(rf"(?<![\w.@/-]){re.escape(w)}(?![\w.-])", visible)]
+    assert words == [], words
+    phrases = sorted(p for p in english_phrases() - PROPER_NOUNS if p in visible)
+    assert phrases == [], phrases
+    assert find(root, "html")[0]["attrs"]["lang"] == "ja"
+    # The English page, in turn, has no Japanese text.
+    en = parse(rendered["en"]["result"].dom)
+    en_text = squash(text(find(en, "body")[0])) + " " + squash(text(find(en, "title")[0]))
+    assert re.findall(r"[\u3040-\u30ff\u4e00-\u9fff\uff00-\uffef]+", en_text) == []
+
+
+def test_methods_section_from_the_manifest(rendered: dict[str, Any]) -> None:
+    for lang in ("en", "ja"):
+        methods = squash(text(find(dom_of(rendered, lang), "section", id="methods")[0]))
+        assert "1" * 64 in methods  # the 2024Q2 list's SHA-256, whole
+        assert "jp-2024Q2.txt" in methods and "127.0.0.1:53" in methods
+        assert "publicsuffixlist 1.1.2.20261023" in methods
+        assert ("2024年6月1日 02:00 UTC" if lang == "ja" else "2024-06-01 02:00 UTC") in methods
+        for metric in publish.HEADLINE:
+            assert publish.DEFINITIONS[lang][metric] in methods
+
+
+def test_transport_not_measured_is_one_sentence(rendered: dict[str, Any], results: Path) -> None:
+    """No probe ran and no answer was validated: no table of zeros, one sentence saying why."""
+    facts = report.methods(results, "2024Q2")
+    for lang in ("en", "ja"):
+        section = find(dom_of(rendered, lang), "section", id="transport")[0]
+        assert find(section, "table") == []
+        assert len(find(section, "p")) == 1
+        sentence = squash(text(section))
+        for metric in ("starttls", "dnssec", "mta_sts_enforce"):
+            assert report.unmeasured_reason(metric, facts, lang) in sentence
+
+
+def test_publish_a_named_snapshot_and_one_line_errors(results: Path, tmp_path: Path) -> None:
+    # Asked by name, the incomplete snapshot is published, saying so.
+    res = run_cli("publish", results, "--snapshot", "2024Q3", "--out", tmp_path / "q3")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "q3" / "index.html").read_text(encoding="utf-8")
+    assert "incomplete: 20 of 354 domains" in squash(page.replace('<p class="warn">', ""))
+    # Errors are one line, and nothing is written.
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    for args, needle in (
+        (("--snapshot", "2030Q1", "--out", tmp_path / "new"), "2030Q1"),
+        (("--out", not_a_folder), str(not_a_folder)),
+        (("--out", tmp_path / "ja", "--lang", "fr"), "fr"),
+    ):
+        res = CliRunner().invoke(main, ["publish", str(results), *map(str, args)])
+        assert res.exit_code != 0
+        errors = [line for line in res.output.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and needle in errors[0], res.output
+    assert not (tmp_path / "new").exists() and not_a_folder.read_text() == "x"
