@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint install system-deps bench clean
+.PHONY: test demo lint install system-deps bench bench-latency clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,13 @@ demo: install
 bench: install system-deps
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run.py --workers 2
+
+# The scan through dnsdist (latency, loss, SERVFAIL, lame domains) against NSD directly.
+bench-latency: install system-deps
+	@command -v dnsdist >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dnsdist >/dev/null; } \
+	  || { echo "dnsdist missing: run 'sudo apt-get install dnsdist'" >&2; exit 1; }
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run.py --latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1073,7 +1073,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Scan benchmark: figures side by side with dnsperf and checkdmarc on the "
         "same NSD. Unknown options are passed to 'mailauth-survey scan'.",
     )
-    p.add_argument("--domains", type=int, default=100_000, help="population size (100000)")
+    p.add_argument(
+        "--domains", type=int, help="population size (100000; 10000 with --latency)"
+    )
+    p.add_argument(
+        "--latency", action="store_true",
+        help="instead: the latency benchmark, dnsdist in front of NSD (benchmarks/latency.py)",
+    )  # fmt: skip
     p.add_argument(
         "--checkdmarc", type=int, default=300, metavar="K",
         help="checkdmarc on the first K domains (300; 0: skip)",
@@ -1107,6 +1113,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, extra = p.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
+    if args.domains is None:
+        args.domains = 10_000 if args.latency else 100_000
     if args.domains < 1:
         p.error("--domains must be at least 1")
     return args, extra
@@ -1139,6 +1147,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.rss_scaling:
             return main_rss_scaling(args, extra, workdir)
+        if args.latency:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import latency
+
+            preflight(need_dnsperf=False)
+            try:
+                return latency.run(args, extra, workdir, sys.modules[__name__])
+            except RuntimeError as exc:
+                raise BenchError(str(exc)) from None
         return main_run(args, extra, workdir)
     except BenchError as exc:
         print(f"benchmark: {exc}", file=sys.stderr)

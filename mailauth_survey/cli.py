@@ -397,23 +397,28 @@ def _resolver_help() -> str:
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 100_000),
-    default=256,
+    default=512,
     show_default=True,
-    help="Queries in flight at once.",
+    help="Queries in flight at once (a query late by its resolver's measure gives its place "
+    "up), and domains being scanned at once.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(0.05, 60),
     default=2.5,
     show_default=True,
-    help="Seconds to wait for each reply before retrying.",
+    help="Seconds one query may take in all, from its first send. Within it, a query is "
+    "sent again when late by its resolver's measured round trip (smoothed RTT + 4 x its "
+    "variance, at least 0.2 s, doubled each time), to another resolver when there is one; "
+    "a reply to any attempt is taken.",
 )
 @click.option(
     "--retries",
     type=click.IntRange(0, 10),
     default=2,
     show_default=True,
-    help="Retries after a timeout (on another resolver when there is one).",
+    help="Attempts after the first for a late reply (on another resolver when there is "
+    "one); a SERVFAIL is asked once more besides.",
 )
 @click.option(
     "--dead-after",

@@ -319,42 +319,48 @@ def attribute_name(header: str, index: int) -> str:
     return f"{name}_" if name in LIST_RESERVED else name
 
 
-def list_attributes(path: str | Path) -> tuple[list[str], dict[str, list[list[str]]]]:
-    """What a CSV list with a header says about its domains besides the name.
+def list_attributes(path: str | Path) -> pa.Table | None:
+    """What a CSV list with a header says about its domains besides the name, as read.
 
-    Returns (column names, {domain: per column, its distinct non-empty values in file order}).
-    Plain and ``rank,domain`` lists have no header to name columns by: ([], {}). Bad lines are
-    skipped silently (:func:`read_list` reports them during the scan's own read).
+    One row per good line: ``domain`` (normalized) and the other columns named by
+    :func:`attribute_name`, as strings (empty: null). None for plain and ``rank,domain`` lists,
+    which have no header to name columns by. Bad lines are skipped silently (:func:`read_list`
+    reports them during the scan's own read). Read a chunk at a time into Arrow: a CSV of the
+    whole .jp space stays a few hundred megabytes in Arrow, not gigabytes of Python strings.
     """
-    fields: list[str] = []
-    index = -1
-    found: dict[str, list[list[str]]] = {}
+    import pyarrow as pa
+
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        for line in fh:
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if index < 0:
-                if _detect(text)[0] != "csv-header":
-                    return [], {}
-                header = _split_csv(text)
-                index = [h.strip().lower() for h in header].index("domain")
-                fields = _unique([attribute_name(h, i) for i, h in enumerate(header)])
-                continue
-            row = _split_csv(text)
+        lines = (line for line in fh if line.strip() and not line.lstrip().startswith("#"))
+        first = next(lines, None)
+        if first is None or _detect(first.strip())[0] != "csv-header":
+            return None
+        header = _split_csv(first.strip())
+        index = [h.strip().lower() for h in header].index("domain")
+        fields = _unique([attribute_name(h, i) for i, h in enumerate(header)])
+        names = ["domain", *(f for i, f in enumerate(fields) if i != index)]
+        others = [i for i in range(len(fields)) if i != index]
+        batches = []
+        columns: list[list[str | None]] = [[] for _ in names]
+        for row in csv.reader(line.strip() for line in lines):
             if len(row) <= index:
                 continue
             try:
-                domain = normalize(row[index]).domain
+                columns[0].append(normalize(row[index]).domain)
             except BadName:
                 continue
-            values = found.setdefault(domain, [[] for _ in fields])
-            for i, value in enumerate(row[: len(fields)]):
-                value = value.strip()
-                if i != index and value and value not in values[i]:
-                    values[i].append(value)
-    keep = [i for i in range(len(fields)) if i != index]
-    return [fields[i] for i in keep], {d: [v[i] for i in keep] for d, v in found.items()}
+            for k, i in enumerate(others, 1):
+                value = row[i].strip() if i < len(row) else ""
+                columns[k].append(value or None)
+            if len(columns[0]) >= _CHUNK_ROWS:
+                batches.append(pa.record_batch([pa.array(c, pa.string()) for c in columns], names))
+                columns = [[] for _ in names]
+        batches.append(pa.record_batch([pa.array(c, pa.string()) for c in columns], names))
+    return pa.Table.from_batches(batches)
+
+
+#: Rows of a CSV list turned into Arrow at a time.
+_CHUNK_ROWS = 65536
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -380,21 +386,54 @@ def lists_table(paths: Iterable[str | Path]) -> pa.Table:
     """
     import pyarrow as pa  # here: reading names must not cost pyarrow's import
 
-    columns: list[str] = []
-    per_list = []
+    tables = []
     for path in paths:
-        names, found = list_attributes(path)
-        columns += [c for c in names if c not in columns]
-        per_list.append((Path(path).name, names, found))
-    data: dict[str, list[str | None]] = {c: [] for c in ("domain", "list", *columns)}
-    for list_name, names, found in per_list:
-        for domain, values in found.items():
-            data["domain"].append(domain)
-            data["list"].append(list_name)
-            given = dict(zip(names, values, strict=True))
-            for c in columns:
-                data[c].append(VALUE_SEPARATOR.join(given[c]) if given.get(c) else None)
-    return pa.table({c: pa.array(v, type=pa.string()) for c, v in data.items()})
+        table = list_attributes(path)
+        if table is not None:
+            table = _one_row_per_domain(table)
+            name = pa.repeat(pa.scalar(Path(path).name, pa.string()), table.num_rows)
+            tables.append(table.add_column(1, "list", name))
+    if not tables:
+        return pa.table({"domain": pa.array([], pa.string()), "list": pa.array([], pa.string())})
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _one_row_per_domain(table: pa.Table) -> pa.Table:
+    """Rows that share a domain merged into one (their distinct values joined), first-seen order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Repeated names found by sorting (a hash table over a whole .jp list took twice the memory).
+    domains = table["domain"]
+    ordered = pc.take(domains, pc.sort_indices(domains))
+    if len(ordered) < 2:
+        return table
+    same = pc.equal(ordered[1:], ordered[:-1])
+    shared = pc.unique(pc.filter(ordered[1:], same))
+    del ordered, same
+    if not len(shared):
+        return table
+    repeated = pc.is_in(table["domain"], value_set=shared)
+    merged: dict[str, list[list[str]]] = {}
+    names = table.column_names[1:]
+    for row in table.filter(repeated).to_pylist():
+        values = merged.setdefault(row["domain"], [[] for _ in names])
+        for k, name in enumerate(names):
+            value = row[name]
+            if value is not None and value not in values[k]:
+                values[k].append(value)
+    extra = pa.table(
+        {
+            "domain": pa.array(list(merged), pa.string()),
+            **{
+                name: pa.array(
+                    [VALUE_SEPARATOR.join(v[k]) or None for v in merged.values()], pa.string()
+                )
+                for k, name in enumerate(names)
+            },
+        }
+    )
+    return pa.concat_tables([table.filter(pc.invert(repeated)), extra])
 
 
 def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:

@@ -19,8 +19,10 @@ from matplotlib import colormaps
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle
+from matplotlib.path import Path as MplPath
 
-from . import charts, report
+from . import report
+from .chartkit import DEFAULT_METRIC, denominator_text, new_figure, pct_column, set_title, style
 from .prefectures import prefecture_code
 from .report import ReportError
 
@@ -55,16 +57,19 @@ def outlines() -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(p, dtype=float) for p in japanmap.pref_points())
 
 
-def _centroid(points: np.ndarray) -> tuple[float, float]:
-    """Area centroid of a closed polygon (shoelace), where its label goes."""
-    x, y = points[:, 0], points[:, 1]
-    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
-    area = cross.sum() / 2
-    if abs(area) < 1e-12:
-        return float(x.mean()), float(y.mean())
-    cx = ((x + np.roll(x, -1)) * cross).sum() / (6 * area)
-    cy = ((y + np.roll(y, -1)) * cross).sum() / (6 * area)
-    return float(cx), float(cy)
+def label_point(points: np.ndarray, grid: int = 24) -> tuple[float, float]:
+    """Where a prefecture's label goes: the point of a grid over its outline that is inside it
+    and farthest from its edge (a bay or a narrow shape would put the centroid outside)."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    candidates = np.column_stack([xs.ravel(), ys.ravel()])
+    inside = candidates[MplPath(points).contains_points(candidates)]
+    if not len(inside):
+        return float(points[:, 0].mean()), float(points[:, 1].mean())
+    scale = np.array([np.cos(np.radians(36)), 1.0])  # distances as drawn
+    gaps = np.sqrt((((inside[:, None, :] - points[None, :, :]) * scale) ** 2).sum(axis=2))
+    best = inside[gaps.min(axis=1).argmax()]
+    return float(best[0]), float(best[1])
 
 
 def shares(
@@ -85,7 +90,7 @@ def shares(
 def map_figure(
     table: pd.DataFrame,
     snapshot: str,
-    metric: str = charts.DEFAULT_METRIC,
+    metric: str = DEFAULT_METRIC,
     lang: str = "en",
     denominator: str = "domains",
     by: str | None = None,
@@ -94,7 +99,7 @@ def map_figure(
     (``by``; default the table's first grouping column)."""
     if by is None:
         by = next(c for c in table.columns if c != "snapshot")
-    column = charts._pct_column(metric, denominator)
+    column = pct_column(metric, denominator)
     if column not in table.columns:
         raise ReportError(f"the table has no {metric} column")
     base = "has_mx" if denominator == "mx" else "domains"
@@ -114,8 +119,8 @@ def map_figure(
     classes = 100 // STEP
     cmap = ListedColormap(colormaps["YlGnBu"](np.linspace(0.08, 1.0, classes)))
     norm = BoundaryNorm(np.arange(0, 100 + STEP, STEP), classes)
-    with charts._style(lang):
-        fig, ax = charts._new_figure(lang)
+    with style(lang):
+        fig, ax = new_figure(lang)
         for code, points in enumerate(outlines(), 1):
             share, n = found.get(code, (None, 0))
             if share is None:
@@ -129,7 +134,7 @@ def map_figure(
                 )
             )  # fmt: skip
             if share is not None and n < SMALL_N:
-                cx, cy = _centroid(points)
+                cx, cy = label_point(points)
                 dark = share >= 60
                 ax.text(
                     cx, cy, f"n={n}", ha="center", va="center", fontsize=9,
@@ -171,5 +176,5 @@ def map_figure(
             fontsize=13, linespacing=1.5,
         )  # fmt: skip
         title = text["title"].format(metric=report.metric_label(metric, lang), snapshot=snapshot)
-        charts._title(ax, title, charts._denominator_text(metric, denominator, lang))
+        set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig

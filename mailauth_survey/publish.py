@@ -392,12 +392,12 @@ def _render_chart(chart: Chart, fig: Any) -> Chart:
     # The same rc settings as `charts.save`: text as paths, ASCII minus, reproducible files.
     import matplotlib
 
-    from . import charts
+    from . import chartkit
 
-    with matplotlib.rc_context(charts._SAVE_RC):
+    with matplotlib.rc_context(chartkit.SAVE_RC):
         png, svg = io.BytesIO(), io.BytesIO()
-        fig.savefig(png, format="png", dpi=charts.DPI, metadata=charts._metadata(".png"))
-        fig.savefig(svg, format="svg", metadata=charts._metadata(".svg"))
+        fig.savefig(png, format="png", dpi=chartkit.DPI, metadata=chartkit.metadata(".png"))
+        fig.savefig(svg, format="svg", metadata=chartkit.metadata(".svg"))
     chart.png, chart.svg = png.getvalue(), svg.getvalue()
     chart.inline = inline_svg(chart.svg.decode("utf-8"), chart.stem, chart.caption)
     return chart
@@ -428,6 +428,7 @@ def _metric_cells(row: Mapping[str, Any], metrics: Sequence[str]) -> list[dict[s
                 "lo": row.get(f"{metric}_pct_lo"),
                 "hi": row.get(f"{metric}_pct_hi"),
                 "measured": measured,
+                "n": row.get("domains"),
                 "partial": measured is not None
                 and row.get("domains") is not None
                 and measured < row["domains"],

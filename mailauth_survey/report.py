@@ -475,7 +475,7 @@ def _load_for_metrics(directory: str | Path | store.Location, label: str) -> pd.
 
 def _lists_frame(directory: str | Path | store.Location, label: str) -> pd.DataFrame | None:
     """A snapshot's lists table (domain, list, the lists' own columns), None when it has none."""
-    folder = store.lists_dir(directory, label)
+    folder = store.Snapshot(directory, label).lists
     parts = [p.path for p in folder.glob("part-*.parquet")]
     if not parts:
         return None
@@ -1509,11 +1509,12 @@ def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
     probes = facts.get("probes") or {}
     parts = [
         f"{t['snapshot']} {facts.get('snapshot')}",
-        t["scanned"].format(start=start, end=end),
         t["listed_exist"].format(
             listed=f"{facts.get('listed') or 0:,}", exist=f"{facts.get('exist') or 0:,}"
         ),
     ]
+    if facts.get("started_at"):
+        parts.insert(1, t["scanned"].format(start=start, end=end))
     if facts.get("incomplete"):
         parts.append(facts["incomplete"])
     resolvers = facts.get("resolvers") or []

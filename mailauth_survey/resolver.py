@@ -10,8 +10,9 @@ answered from a per-scan cache.
 
 Retransmission is adaptive (RFC 6298 style, as Unbound does for its upstreams): each resolver
 keeps a smoothed round-trip time and its variance, and an attempt that is late by that measure
-(``srtt + 4 * rttvar``, with a floor, doubled for each further attempt) is sent again, to another
-resolver of the fleet when there is one. Earlier attempts stay valid: whichever reply comes first
+(``srtt + 4 * rttvar``, and at least 1.25 times a slowly decaying maximum of its recent round
+trips, with a floor, doubled for each further attempt) is sent again, to another resolver of the
+fleet when there is one. Earlier attempts stay valid: whichever reply comes first
 completes the query, so an answer that was only slow is not lost. ``timeout`` is the whole time
 one question may take from its first send; a SERVFAIL is asked once more (another resolver, or
 the same after a short pause) before it is kept.
@@ -61,6 +62,10 @@ TICK = 0.02
 #: by tens of milliseconds), and the first estimate, before any reply was timed.
 RTO_FLOOR = 0.2
 RTO_INITIAL = 0.4
+#: The decaying maximum of round trips loses this share per reply (half-life ~700 replies).
+RTT_HI_DECAY = 0.999
+#: Margin over that maximum below which an attempt is not taken as late.
+RTT_HI_MARGIN = 1.25
 #: The pause before a SERVFAIL is asked again of the same resolver (fleet of one).
 SERVFAIL_PAUSE = 0.25
 
@@ -108,9 +113,7 @@ class Lookup:
 class Stats:
     queries: int = 0  # datagrams and TCP queries sent
     replies: int = 0
-    timeouts: int = (
-        0  # attempts late by their resolver's measure (each one retransmitted or given up)
-    )
+    timeouts: int = 0  # attempts late by their resolver's measure (sent again or given up)
     junk: int = 0  # replies rejected as malformed or unmatched (incl. a second reply to a query)
     tcp: int = 0
     cache_hits: int = 0
@@ -224,6 +227,10 @@ class Upstream:
         # RFC 6298 2: smoothed round-trip time and its mean deviation (seconds; None: no sample).
         self.srtt: float | None = None
         self.rttvar = 0.0
+        # A decaying maximum of the round trips: a resolver's are not one mode (cached answers
+        # in a millisecond, recursion in tens or hundreds), and srtt + 4 rttvar, right for one
+        # path's jitter, dips below the slow mode after a run of fast replies.
+        self.rtt_hi = 0.0
         self.rto = RTO_INITIAL
 
     @property
@@ -290,7 +297,8 @@ class Upstream:
             on_datagram(data)
 
     def sample(self, rtt: float, floor: float, cap: float) -> None:
-        """One measured round trip (RFC 6298 2.2-2.3: alpha 1/8, beta 1/4, K = 4)."""
+        """One measured round trip (RFC 6298 2.2-2.3: alpha 1/8, beta 1/4, K = 4); the timeout
+        is also kept above the recent slowest replies (``rtt_hi``)."""
         srtt = self.srtt
         if srtt is None:
             self.srtt = rtt
@@ -298,7 +306,11 @@ class Upstream:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - rtt)
             self.srtt = srtt = 0.875 * srtt + 0.125 * rtt
-        rto = self.srtt + max(TICK, 4 * self.rttvar)
+        hi = self.rtt_hi * RTT_HI_DECAY
+        if rtt > hi:
+            hi = rtt
+        self.rtt_hi = hi
+        rto = max(self.srtt + max(TICK, 4 * self.rttvar), hi * RTT_HI_MARGIN)
         self.rto = cap if rto > cap or cap < floor else floor if rto < floor else rto
 
     def healthy(self, now: float) -> bool:
@@ -363,8 +375,9 @@ class Fleet:
         self._resend: deque[_Query] = deque()  # retransmissions: sent before new queries
         self._max_attempts = retries + 1
         # Every attempt's retransmission timeout is capped so that all of them, doubled each
-        # time (1 + 2 + 4 ...), fit in ``timeout``.
-        self._rto_cap = timeout / (2 ** (retries + 1) - 1)
+        # time (sent at 0, 1, 3, 7 ... times it), are sent with one more of it left to answer
+        # in ``timeout``.
+        self._rto_cap = timeout / 2**retries
         for u in self.upstreams:
             u.rto = self._clamp(RTO_INITIAL)
         # The timer wheel: slot → [(resolver index, query id, attempt serial)]. No reference to

@@ -220,3 +220,13 @@ def test_map_in_japanese_uses_the_japanese_font_only(scanned) -> None:
     texts = labels_of(fig)
     assert any("都道府県" in t.get_text() for t in texts)
     assert {font_file(t) for t in texts} == {"ipaexg.ttf"}
+
+
+def test_trend_chart_by_a_list_column(scanned) -> None:
+    from mailauth_survey import charts
+
+    out, _ = scanned
+    fig = charts.figure(out, "trend", by="kind")
+    legend = [t.get_text().split(" (n=")[0] for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["city", "prefecture", "town", "village", "ward", "(none)", "Total"]
+    assert "by kind" in fig.axes[0].get_title(loc="left")

@@ -47,10 +47,10 @@ def test_rfc6298_estimator_first_sample_then_smoothing_and_bounds() -> None:
 
 
 async def test_late_reply_to_the_first_attempt_completes_the_query(nsd, fault_proxy) -> None:
-    """Replies held 0.5 s: the first attempt is late by the measure (cap 1.4/7 = 0.2 s) and sent
+    """Replies held 0.5 s: the first attempt is late by the measure (cap 0.8/4 = 0.2 s) and sent
     again, and the reply to the first attempt, when it comes, completes the query."""
     proxy = fault_proxy(nsd.address, {"a.jp": "delay:0.5"})
-    fleet = Fleet([proxy.address], timeout=1.4, retries=2)
+    fleet = Fleet([proxy.address], timeout=0.8, retries=2)
     try:
         lk = await fleet.resolve("a.jp", "MX")
     finally:

@@ -15,7 +15,7 @@ class ScanError(RuntimeError):
 class ScanOptions:
     resolvers: list[str] = field(default_factory=list)
     qps: float = 2000
-    concurrency: int = 256
+    concurrency: int = 512
     timeout: float = 2.5
     retries: int = 2
     payload: int = 1232
