@@ -548,7 +548,7 @@ def figure(
         by = by or "prefecture"
         table = report.report(directory, label, by=by, lang=lang)
         _refuse_unmeasured(table, chosen, lang)
-        return map_figure(table, label, chosen, lang, denominator, by)
+        return map_figure(table, label, chosen, lang, denominator, by, source)
     table = report.report(directory, label, lang=lang)
     if kind == "policy":
         return policy_figure(table, label, lang, denominator, **extras)

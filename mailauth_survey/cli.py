@@ -187,7 +187,7 @@ def report_command(
             include_incomplete=include_incomplete,
         )  # fmt: skip
         if fmt == "xlsx":
-            return str(report.write_xlsx({"report": table}, out_file, lang=lang))
+            return str(report.write_xlsx({by.replace(",", " x "): table}, out_file, lang=lang))
         return report.render(table, fmt, lang, metrics=metrics, ci=ci, denominator=denominator)
 
     _emit(_reporting(run), fmt, out_file)
@@ -239,7 +239,7 @@ def trend_command(
     default="table",
     show_default=True,
     help="json: the counts and the domains gained/lost per metric; csv: long rows "
-    "table,row,column,count (adopters, changes, both transition matrices); xlsx (with --out): "
+    "table,row,column,value (changes, adopters, both transition matrices); xlsx (with --out): "
     "one sheet per table and a methods sheet; table/markdown: for people.",
 )
 @_OUT

@@ -436,12 +436,6 @@ def _one_row_per_domain(table: pa.Table) -> pa.Table:
     return pa.concat_tables([table.filter(pc.invert(repeated)), extra])
 
 
-def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:
-    """Every good name of every list, in order, duplicates included (the scan drops them)."""
-    for path in paths:
-        for _lineno, name in read_list(path, on_error):
-            yield name
-
 
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()

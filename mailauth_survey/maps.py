@@ -11,6 +11,7 @@ Where a prefecture's denominator is under `SMALL_N` domains its n is written on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -22,7 +23,15 @@ from matplotlib.patches import Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
 from . import report
-from .chartkit import DEFAULT_METRIC, denominator_text, new_figure, pct_column, set_title, style
+from .chartkit import (
+    DEFAULT_METRIC,
+    denominator_text,
+    footnote,
+    new_figure,
+    pct_column,
+    set_title,
+    style,
+)
 from .prefectures import prefecture_code
 from .report import ReportError
 
@@ -35,7 +44,7 @@ _TEXT = {
     "en": {
         "title": "{metric} by prefecture, {snapshot}",
         "no_data": "no data",
-        "small": "n=: domains in the share, where under {n}",
+        "small": "n=: the domains a share is of, written where under {n}",
         "total": "the 47 prefectures: {share} (n = {n:,})",
         "moved": "Hokkaido and Okinawa are moved (boxes)",
     },
@@ -94,9 +103,11 @@ def map_figure(
     lang: str = "en",
     denominator: str = "domains",
     by: str | None = None,
+    source: str | None = None,
 ) -> Figure:
     """The choropleth of one metric from an adoption table grouped by a prefecture column
-    (``by``; default the table's first grouping column)."""
+    (``by``; default the table's first grouping column). The footnote is ``source``, or what
+    the map's marks mean and the methods block of the snapshot (``table.attrs["methods"]``)."""
     if by is None:
         by = next(c for c in table.columns if c != "snapshot")
     column = pct_column(metric, denominator)
@@ -120,7 +131,7 @@ def map_figure(
     cmap = ListedColormap(colormaps["YlGnBu"](np.linspace(0.08, 1.0, classes)))
     norm = BoundaryNorm(np.arange(0, 100 + STEP, STEP), classes)
     with style(lang):
-        fig, ax = new_figure(lang)
+        fig, ax = new_figure(lang, footnote=True)
         for code, points in enumerate(outlines(), 1):
             share, n = found.get(code, (None, 0))
             if share is None:
@@ -163,18 +174,24 @@ def map_figure(
         ax.legend(
             handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
         )  # fmt: skip
-        notes = [text["small"].format(n=SMALL_N), text["moved"]]
         # The prefectures together (not the snapshot's total, which holds domains of no panel).
         counted = [(share, n) for share, n in found.values() if share is not None]
         den = sum(n for _, n in counted)
         if den:
             num = sum(share * n / 100 for share, n in counted)
-            shown = f"{100 * num / den:.1f}%"
-            notes.insert(0, text["total"].format(share=shown, n=den))
-        ax.text(
-            1.0, 0.0, "\n".join(notes), transform=ax.transAxes, ha="left", va="bottom",
-            fontsize=13, linespacing=1.5,
-        )  # fmt: skip
+            shown = text["total"].format(share=f"{100 * num / den:.1f}%", n=den)
+            ax.text(1.0, 0.0, shown, transform=ax.transAxes, ha="left", va="bottom", fontsize=14)
+        footnote(fig, source if source is not None else _footnote_text(table, lang, text))
         title = text["title"].format(metric=report.metric_label(metric, lang), snapshot=snapshot)
         set_title(ax, title, denominator_text(metric, denominator, lang))
         return fig
+
+
+def _footnote_text(table: pd.DataFrame, lang: str, text: Mapping[str, str]) -> str:
+    """What the marks mean, then the methods block of the snapshot from its manifest."""
+    end = "。" if lang == "ja" else "."
+    notes = [text["small"].format(n=SMALL_N) + end, text["moved"] + end]
+    facts = table.attrs.get("methods") or {}
+    labels = list(dict.fromkeys(table["snapshot"])) if "snapshot" in table.columns else []
+    notes += [report.methods_text(facts[s], lang) for s in labels[-1:] if s in facts]
+    return ("" if lang == "ja" else " ").join(notes)

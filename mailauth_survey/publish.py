@@ -428,6 +428,7 @@ def _metric_cells(row: Mapping[str, Any], metrics: Sequence[str]) -> list[dict[s
                 "lo": row.get(f"{metric}_pct_lo"),
                 "hi": row.get(f"{metric}_pct_hi"),
                 "measured": measured,
+                "n": row.get("domains"),
                 "partial": measured is not None
                 and row.get("domains") is not None
                 and measured < row["domains"],

@@ -721,10 +721,14 @@ def adoption(
     keys = grouping_keys(by)
     if not any(k in PROVIDER_GROUPINGS for k in keys):
         if top is not None:
-            raise ReportError(f"top applies to provider groupings, not to --by {','.join(keys)}")
+            raise ReportError(
+                f"--top applies to provider groupings (mx_provider, dns_provider), not to --by "
+                f"{','.join(keys)}"
+            )
         if min_domains is not None:
             raise ReportError(
-                f"min_domains applies to provider groupings, not to --by {','.join(keys)}"
+                f"--min-domains applies to provider groupings (mx_provider, dns_provider), not "
+                f"to --by {','.join(keys)}"
             )
     facts = facts if facts is not None else df.attrs.get("methods") or {}
     if "snapshot" in df.columns and len(df):

@@ -406,11 +406,6 @@ class Fleet:
         return self._loop.time() - self._last_reply
 
     @property
-    def max_wait(self) -> float:
-        """The longest one question can take before it is given up (all attempts)."""
-        return self.timeout + TICK
-
-    @property
     def pending_timers(self) -> int:
         """Entries in the timer wheel (answered queries' entries stay until their slot)."""
         return sum(len(b) for b in self._wheel.values())

@@ -177,12 +177,6 @@ _OBJECT_STORES = frozenset(
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def is_url(out: str | Path | Location) -> bool:
-    """Whether ``out`` is given as a URL (``s3://...``, ``file://...``) rather than a path."""
-    if isinstance(out, Location):
-        return not out.local
-    return isinstance(out, str) and _URL_RE.match(out) is not None
-
 
 @dataclass(frozen=True)
 class Location:
@@ -331,11 +325,6 @@ def location(out: str | Path | Location) -> Location:
     """The :class:`Location` of a snapshot folder given as a path, URL or Location."""
     return Location.of(out)
 
-
-def fs_and_path(out: str | Path | Location) -> tuple[Any, str]:
-    """(fsspec filesystem, its path) of a folder given as a path or URL."""
-    loc = Location.of(out)
-    return loc.fs, loc.path
 
 
 class Snapshot:

@@ -11,12 +11,12 @@ from mailauth_survey.answers import (
     Answer,
     AnswerSet,
     domain_exists,
-    format_txt_rdata,
     parse_txt_rdata,
     presentation_name,
     raw_name,
     valid_qname,
 )
+from tests.builders import format_txt_rdata
 
 strings = st.lists(st.binary(max_size=255), min_size=1, max_size=6)
 

@@ -230,3 +230,15 @@ def test_trend_chart_by_a_list_column(scanned) -> None:
     legend = [t.get_text().split(" (n=")[0] for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["city", "prefecture", "town", "village", "ward", "(none)", "Total"]
     assert "by kind" in fig.axes[0].get_title(loc="left")
+
+
+def test_map_carries_the_methods_footnote(scanned) -> None:
+    from mailauth_survey import charts
+
+    out, _ = scanned
+    fig = charts.figure(out, "map", by="prefecture")
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "localgov.csv" in texts and "SHA-256" in texts  # the input lists, from the manifest
+    assert "Hokkaido and Okinawa are moved" in texts
+    fig = charts.figure(out, "map", by="prefecture", source="Source: committee survey")
+    assert [t.get_text() for t in fig.texts] == ["Source: committee survey"]

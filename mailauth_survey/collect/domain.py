@@ -20,8 +20,6 @@ Why and how each works: docs/design.md.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -210,11 +208,3 @@ async def scan_domain(
     row["scanned_at"] = _ts(max(r[_QUERIED_AT] for r in records)) if records else None
     return row, records, probe_rows
 
-
-async def scan_domains(
-    domains: Iterable[str], fleet: Fleet, probing: Probing | None = None
-) -> list[tuple[dict, list[dict], list[dict]]]:
-    """Scan a handful of domains (a notebook helper; the CLI streams with :func:`scan`)."""
-    await fleet.open()
-    results = await asyncio.gather(*(scan_domain(d, fleet, probing) for d in domains))
-    return [(row, [record_dict(r) for r in recs], probes) for row, recs, probes in results]
