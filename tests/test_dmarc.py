@@ -156,8 +156,13 @@ def test_rfc9989_4_8_bad_single_letter_values_fall_back_to_defaults():
 
 
 def test_rfc9989_4_7_fo_options():
+    """RFC 7489 6.4 dmarc-fo = ( "0" / "1" / "d" / "s" ) *(*WSP ":" *WSP ( "0" / "1" / "d" /
+    "s" )): every option may be combined with every other, 0:1 and repeats included."""
     assert dmarc.parse_record("v=DMARC1; p=none; ruf=mailto:f@example.jp; fo=0:d:s").fo == "0:d:s"
-    for bad in ("0:1", "2", "d:d", ""):
+    for good in ("0:1", "0:1:d:s", "D : S", "d:d"):
+        rec = dmarc.parse_record(f"v=DMARC1; p=none; ruf=mailto:f@example.jp; fo={good}")
+        assert rec.fo == good.lower().replace(" ", "") and not rec.errors, good
+    for bad in ("2", "", "d:", "0;1", "ds"):
         rec = dmarc.parse_record(f"v=DMARC1; p=none; ruf=mailto:f@example.jp; fo={bad}")
         assert rec.fo == "0" and rec.errors, bad
     rec = dmarc.parse_record("v=DMARC1; p=none; fo=1")

@@ -9,15 +9,7 @@ from __future__ import annotations
 
 from mailauth_survey.policies import bimi, dkim, dmarc, mta_sts, tlsrpt
 from mailauth_survey.policies._syntax import parse_tag_list
-
-# A real 2048-bit RSA SubjectPublicKeyInfo (the one tests/test_policy_e2e.py serves).
-KEY = (
-    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAsdLjB3gz63VLZGAkhdTfL3TWyTe0KJAVmmy7GoPkBHjs9/rRx7sy"
-    "05Pp/2kymNoPrYMbHMNIV6Y/TJ6jOGP+ihUHGI05lkjvThgyfEukrDoGdWwOLUc23Z8ko1uSnfQbh9jAH3+9Am8CWtGBkGfc"
-    "JuKZG6w7KxJUeIkk86HsnYE5CZi5SwM6F9R985M5lUL3H/FXUr+jzTCn9Ag0f7+adPawrtTfvTtUj43eZQPQvDiyZ2SlWStC"
-    "Tsew4ggeAB5DwVdefZZdaErzYhTZEax0OGDmvaFEHIofeNJ7zIOiMHzrnHLguFYMuyuhbfpO6Ka9AEAT/f1ZrLpKrfdA2Je9"
-    "ewIDAQAB"
-)
+from tests.test_policy_e2e import KEY  # a real 2048-bit RSA SubjectPublicKeyInfo
 
 
 def test_rfc6376_3_2_tag_list_names_case_sensitive_unless_the_kind_folds() -> None:
