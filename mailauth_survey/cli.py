@@ -396,7 +396,8 @@ def _charts_module():  # type: ignore[no-untyped-def]
     help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
 )
 @_LANG
-def publish_command(directory, snapshot, out, lang) -> None:
+@_INCOMPLETE
+def publish_command(directory, snapshot, out, lang, include_incomplete) -> None:
     """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
 
     FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
@@ -404,9 +405,12 @@ def publish_command(directory, snapshot, out, lang) -> None:
     """
 
     def run() -> object:
+        _charts_module()  # the page's charts: a one-line error when matplotlib is missing
         from . import publish
 
-        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+        return publish.publish(
+            directory, out, snapshot=snapshot, lang=lang, include_incomplete=include_incomplete
+        )["index"]
 
     click.echo(str(_reporting(run)))
 
