@@ -395,7 +395,13 @@ def _charts_module():  # type: ignore[no-untyped-def]
     type=click.Path(file_okay=False),
     help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
 )
-@_LANG
+@click.option(
+    "--lang",
+    type=click.Choice(["ja", "en"]),
+    default="en",
+    show_default=True,
+    help="Language of the whole page: labels, headings, footnotes, dates.",
+)
 @_INCOMPLETE
 def publish_command(directory, snapshot, out, lang, include_incomplete) -> None:
     """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
