@@ -273,21 +273,6 @@ def parse_txt_rdata(text: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def format_txt_rdata(strings: Iterable[bytes]) -> str:
-    """The presentation form of TXT character-strings (the inverse of :func:`parse_txt_rdata`)."""
-    parts = []
-    for s in strings:
-        buf = []
-        for b in s:
-            if b == 0x22 or b == 0x5C:
-                buf.append("\\" + chr(b))
-            elif 0x20 <= b < 0x7F:
-                buf.append(chr(b))
-            else:
-                buf.append(f"\\{b:03d}")
-        parts.append('"' + "".join(buf) + '"')
-    return " ".join(parts)
-
 
 def domain_exists(domain: str, dns: AnswerSet) -> bool | None:
     """Whether ``domain`` exists, from the apex queries every scan makes (MX, TXT, NS).

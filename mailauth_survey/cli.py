@@ -9,14 +9,42 @@ import click
 from . import __version__
 from .metrics import DEFAULT_TOP, METRICS
 
-# Arrow's C++ side (the Parquet writer) allocates from the pool chosen when pyarrow loads, which
-# pa.set_memory_pool does not reach: the system allocator gives freed buffers back, mimalloc kept
-# ~16 MB more resident per scanning process. Set before anything imports pyarrow; the --workers
-# processes inherit it.
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+class _OneLineError(click.ClickException):
+    """A usage error shown as one line (click's own adds the usage and a hint on three more)."""
+
+    exit_code = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _OneLineError(exc.format_message() + where)
+
+
+class _Commands(click.Group):
+    """The command group; every bad input, usage errors included, is one line on stderr."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="mailauth-survey")
 def main() -> None:
     """Measure SPF, DKIM, DMARC, MTA-STS, TLS-RPT and BIMI adoption across .jp domain lists.
@@ -330,8 +358,7 @@ def chart_command(
     footnote. Groups of fewer than 30 domains are drawn hollow and labelled with their n."""
 
     def run() -> object:
-        from . import charts
-
+        charts = _charts_module()
         return charts.chart(
             directory, out, kind, lang=lang, snapshot=snapshot, metric=metric,
             denominator=denominator, by=by, top=top, min_domains=min_domains, title=title,
@@ -339,6 +366,20 @@ def chart_command(
         )  # fmt: skip
 
     click.echo(f"wrote {_reporting(run)}", err=True)
+
+
+def _charts_module():  # type: ignore[no-untyped-def]
+    """mailauth_survey.charts, or one line when matplotlib is missing from a broken install."""
+    try:
+        from . import charts
+    except ImportError as exc:
+        missing = exc.name or "matplotlib"
+        raise click.ClickException(
+            f"charts need {missing}, which is not installed: "
+            "pip install --force-reinstall mailauth-survey (or pip install matplotlib "
+            "matplotlib-fontja)"
+        ) from None
+    return charts
 
 
 @main.command("publish")
@@ -375,9 +416,100 @@ def publish_command(directory, snapshot, out, lang) -> None:
 
 def _resolver_help() -> str:
     return (
-        "Resolver to ask, HOST[:PORT]; repeat for a fleet. Use a local caching resolver "
-        "(Unbound). Default: the system's resolvers (/etc/resolv.conf)."
+        "Resolver to ask, IP[:PORT] ([IPv6]:PORT for a port with IPv6); repeat for a fleet. "
+        "Host names are refused, not looked up. Use a local caching resolver (Unbound). "
+        "Default: the system's resolvers (/etc/resolv.conf)."
     )
+
+
+def _check_resolvers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """--resolver: every address checked before anything starts."""
+    from .resolver import ResolverAddressError, check_resolvers
+
+    try:
+        return check_resolvers(value)
+    except ResolverAddressError as exc:
+        raise click.ClickException(f"--resolver {exc}") from None
+
+
+def _check_label(ctx: click.Context, param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+    """--snapshot: a label that can be a folder name (hive partition value)."""
+    if value is None:
+        return None
+    from .store import check_label
+
+    try:
+        return check_label(value)
+    except ValueError as exc:
+        raise click.ClickException(f"--snapshot {exc}") from None
+
+
+def _check_cluster(ctx: click.Context, param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+    """--cluster: local:N (1 to 256 processes) or a scheduler address."""
+    if value is None:
+        return None
+    import re
+
+    if value.startswith("local:"):
+        n = value.split(":", 1)[1]
+        if not (n.isascii() and n.isdigit() and 1 <= int(n) <= 256):
+            raise click.ClickException(
+                f"--cluster {value!r}: expected local:N with N from 1 to 256 worker processes"
+            )
+    elif not re.fullmatch(r"(?:[a-z]+://)?[^\s/:]+(?::\d{1,5})?/?", value):
+        raise click.ClickException(
+            f"--cluster {value!r}: expected a scheduler address (tcp://HOST:PORT) or local:N"
+        )
+    return value
+
+
+def _check_ehlo(ctx: click.Context, param: click.Parameter, value: str):  # type: ignore[no-untyped-def]
+    """--ehlo-name: a host name (RFC 5321 4.1.1.1 Domain), never a line break into the session."""
+    import re
+
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    if len(value) > 253 or not re.fullmatch(rf"{label}(?:\.{label})+", value):
+        raise click.ClickException(
+            f"--ehlo-name {value!r}: expected a fully qualified host name (letters, digits, "
+            "hyphens, dots)"
+        )
+    return value
+
+
+def _check_info_url(ctx: click.Context, param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+    """--info-url: an http(s) URL, printable ASCII only (it goes into a request header)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise click.ClickException(
+            f"--info-url {value!r}: expected an http:// or https:// URL (printable ASCII, no spaces)"
+        )
+    return value
+
+
+def _check_cafile(ctx: click.Context, param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+    """--ca-file: PEM certificates that load (a typo in a path or a DER file fails now, not mid-scan)."""
+    if value is None:
+        return None
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=value)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise click.ClickException(
+            f"--ca-file {value}: expected PEM CA certificates ({why})"
+        ) from None
+    return value
 
 
 @main.command()
@@ -385,11 +517,17 @@ def _resolver_help() -> str:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder of the snapshots."
 )
-@click.option("--snapshot", help="Snapshot label (default: today's UTC date, YYYY-MM-DD).")
-@click.option("--resolver", "resolvers", multiple=True, help=_resolver_help())
+@click.option(
+    "--snapshot",
+    callback=_check_label,
+    help="Snapshot label (default: today's UTC date, YYYY-MM-DD).",
+)
+@click.option(
+    "--resolver", "resolvers", multiple=True, callback=_check_resolvers, help=_resolver_help()
+)
 @click.option(
     "--qps",
-    type=float,
+    type=click.FloatRange(0, 10_000_000),
     default=2000,
     show_default=True,
     help="Cap on queries per second over the whole fleet (0: no cap).",
@@ -437,6 +575,7 @@ def _resolver_help() -> str:
 @click.option(
     "--cluster",
     metavar="ADDRESS",
+    callback=_check_cluster,
     help="Run on a Dask cluster: tcp://SCHEDULER:8786, or local:N for N local worker processes "
     "(needs the 'cluster' extra).",
 )
@@ -455,14 +594,27 @@ def _resolver_help() -> str:
     "--ehlo-name",
     default="mailauth-survey.invalid",
     show_default=True,
+    callback=_check_ehlo,
     help="Name the SMTP probes introduce themselves with (EHLO).",
 )
-@click.option("--info-url", help="Page about the survey, sent in the HTTPS User-Agent.")
+@click.option(
+    "--info-url",
+    callback=_check_info_url,
+    help="Page about the survey (http/https), sent in the HTTPS User-Agent.",
+)
 @click.option(
     "--exclude",
     "exclude",
     type=click.Path(dir_okay=False, exists=True),
     help="Opt-out list: domains and networks (CIDR) never probed, one a line.",
+)
+@click.option(
+    "--ca-file",
+    "cafile",
+    type=click.Path(dir_okay=False, exists=True),
+    callback=_check_cafile,
+    help="PEM file of CA certificates to trust for HTTPS and SMTP probes, in addition to the "
+    "system's (a lab CA, an enterprise proxy).",
 )
 @click.option(
     "--allow-private",
@@ -476,7 +628,13 @@ def _resolver_help() -> str:
     show_default=True,
     help="Seconds for one HTTPS or SMTP probe.",
 )
-@click.option("--force", is_flag=True, help="Scan again over a snapshot that is already complete.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Scan again a snapshot that is already complete (or was started with other lists). "
+    "The new one is written beside it and replaces it only once complete; until then, and if "
+    "the rescan is interrupted, the old one stays as it was.",
+)
 @click.option(
     "--retry-errors",
     is_flag=True,
@@ -500,6 +658,7 @@ def scan(
     ehlo_name,
     info_url,
     exclude,
+    cafile,
     allow_private,
     probe_timeout,
     force,
@@ -521,6 +680,10 @@ def scan(
         raise click.UsageError("--retry-errors needs --snapshot LABEL")
     if not lists and not retry_errors:
         raise click.UsageError("give at least one domain list")
+    if cluster and workers > 1:
+        raise click.UsageError(
+            "--workers and --cluster: choose one (a cluster has its own workers)"
+        )
 
     options = ScanOptions(
         resolvers=list(resolvers),
@@ -536,6 +699,7 @@ def scan(
         ehlo_name=ehlo_name,
         info_url=info_url,
         exclude=exclude,
+        cafile=cafile,
         allow_private=allow_private,
         probe_timeout=probe_timeout,
     )
@@ -591,8 +755,16 @@ def reanalyze(directory, snapshot) -> None:
 @click.argument("ip")
 @click.argument("sender")
 @click.option("--helo", help="HELO/EHLO name of the client (used for an empty sender and %{h}).")
-@click.option("--resolver", "resolvers", multiple=True, help=_resolver_help())
-@click.option("--timeout", type=click.FloatRange(0.05, 60), default=2.5, show_default=True)
+@click.option(
+    "--resolver", "resolvers", multiple=True, callback=_check_resolvers, help=_resolver_help()
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.05, 60),
+    default=2.5,
+    show_default=True,
+    help="Seconds to wait for each reply before retrying.",
+)
 def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     """Evaluate SPF (RFC 7208 check_host) for a client IP and a sender address or domain.
 
@@ -600,12 +772,13 @@ def spf_check(ip, sender, helo, resolvers, timeout) -> None:
     permerror or temperror; the second the reason.
     """
     from .collect.live import check_host_live
+    from .resolver import NoResolverAnswering
 
     try:
         result, reason = check_host_live(
             ip, sender, helo=helo, resolvers=list(resolvers), timeout=timeout
         )
-    except ValueError as exc:
+    except (ValueError, NoResolverAnswering) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result)
     if reason:
@@ -634,6 +807,7 @@ def demo(out, lang) -> None:
     (2023Q4, 2024Q2); both are scanned, the report printed, a trend chart written and the
     page of `publish` written to OUT/site/index.html.
     """
+    _charts_module()  # the demo ends with a chart
     from .demo import run_demo
 
     run_demo(out, lang=lang, echo=click.echo)

@@ -26,20 +26,23 @@ class ScanDisplay:
 
     def __enter__(self) -> ScanDisplay:
         self._t0 = time.monotonic()
-        if self.enabled:
-            self._bar = Progress(
-                TextColumn("[bold]scan"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("{task.fields[errors]}"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("scan", total=None, rate="", errors="")
         return self
+
+    def _start(self) -> None:
+        """The bar appears with the first progress report: a scan refused while its inputs are
+        checked shows its one line of error and nothing else."""
+        self._bar = Progress(
+            TextColumn("[bold]scan"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[errors]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("scan", total=None, rate="", errors="")
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -47,11 +50,13 @@ class ScanDisplay:
 
     def error(self, message: str) -> None:
         """A bad input line: always shown, one line, naming file and line number."""
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def update(self, p: ScanCounters) -> None:
-        if self._bar is None:
+        if not self.enabled:
             return
+        if self._bar is None:
+            self._start()
         now = time.monotonic()
         if self._done0 is None:
             self._done0 = p.skipped
@@ -86,3 +91,12 @@ class ScanDisplay:
             f"{manifest.get('bad_lines', 0):,}",
             highlight=False,
         )
+        skipped = manifest.get("probes_skipped") or {}
+        if skipped:
+            words = {"excluded domain": "opt-out", "non-global address": "non-global address"}
+            why = " · ".join(f"{words.get(k, k)} {n:,}" for k, n in skipped.items())
+            self.console.print(
+                f"{sum(skipped.values()):,} probes skipped ({why}); see --allow-private, --exclude",
+                highlight=False,
+                soft_wrap=True,
+            )

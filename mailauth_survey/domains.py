@@ -8,6 +8,7 @@ reported with its file and line number and skipped.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import importlib.metadata
@@ -220,17 +221,19 @@ def normalize(raw: str) -> DomainName:
     if not name:
         raise BadName("empty name")
     if len(name.split(maxsplit=1)) > 1:  # (str.split cuts at exactly what isspace() is)
-        raise BadName(f"{raw.strip()!r} contains white space")
+        raise BadName(f"{shown(raw.strip())} contains white space")
     alabel = name.lower()
     if not (alabel.isascii() and _PLAIN_LDH.match(alabel) and "--" not in alabel):
         try:
             alabel = idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
         except (idna.IDNAError, UnicodeError) as exc:
-            raise BadName(f"{raw.strip()!r} is not a valid domain name ({exc})") from None
+            raise BadName(
+                f"{shown(raw.strip())} is not a valid domain name ({str(exc)[:SHOWN_CHARS]})"
+            ) from None
     if "." not in alabel:
-        raise BadName(f"{raw.strip()!r} has a single label; a domain under a TLD is expected")
+        raise BadName(f"{shown(raw.strip())} has a single label; a domain under a TLD is expected")
     if len(alabel) > 253:
-        raise BadName(f"{raw.strip()!r} is longer than 253 characters")
+        raise BadName(f"{shown(raw.strip())} is longer than 253 characters")
     return DomainName(alabel)
 
 
@@ -260,18 +263,73 @@ def _split_csv(line: str) -> list[str]:
     return next(csv.reader(io.StringIO(line)), [])
 
 
+class NotText(ValueError):
+    """A list that is not UTF-8 text (a binary file, UTF-16, another encoding): refused whole."""
+
+
+#: How much of a list is read to tell text from a binary file before anything else is done.
+SNIFF_BYTES = 1 << 16
+#: Lines that are not UTF-8 tolerated in a list before it is refused as not text.
+MAX_UNDECODABLE_LINES = 3
+#: Characters of a bad line shown in its message.
+SHOWN_CHARS = 60
+
+
+def shown(text: str) -> str:
+    """A bad line as it may be printed: quoted, control characters escaped, cut short."""
+    if len(text) > SHOWN_CHARS:
+        return repr(text[:SHOWN_CHARS]) + "..."
+    return repr(text)
+
+
+def check_text(path: str | Path) -> None:
+    """Raise :class:`NotText` when the start of ``path`` is not UTF-8 text (NUL bytes, bad bytes).
+
+    Reads at most SNIFF_BYTES: the scan checks every list this way before it touches anything,
+    and :func:`read_list` keeps checking as it reads the rest.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+        at_end = not fh.read(1)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise NotText(f"{path}: UTF-16 text; expected a domain list in UTF-8 (save it as UTF-8)")
+    if b"\x00" in head:
+        raise NotText(f"{path}: not a text file (NUL bytes); expected a domain list in UTF-8")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(head, final=at_end)  # (a character cut at SNIFF_BYTES is not an error)
+    bad = sum(1 for line in text.splitlines() if "\ufffd" in line)
+    if bad > MAX_UNDECODABLE_LINES or (bad and bad == len(text.splitlines())):
+        raise NotText(
+            f"{path}: not UTF-8 text ({bad} lines with invalid bytes); expected a domain list in UTF-8"
+        )
+
+
 def read_list(path: str | Path, on_error: ErrorSink) -> Iterator[tuple[int, DomainName]]:
     """Yield (line number, name) for every good line of one list; report every bad line.
 
     The format is found from the first line that is not blank or a comment: a CSV header with a
-    ``domain`` column, ``rank,domain`` rows, or plain names.
+    ``domain`` column, ``rank,domain`` rows, or plain names. A file that turns out not to be
+    text (NUL bytes, more than MAX_UNDECODABLE_LINES lines that are not UTF-8) raises
+    :class:`NotText`; bad lines are shown escaped and cut (:func:`shown`).
     """
     column: int | None = None  # None: plain names
     fmt: str | None = None
+    undecodable = 0
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         for lineno, line in enumerate(fh, 1):
             text = line.strip()
             if not text or text.startswith("#"):
+                continue
+            if "\x00" in text:
+                raise NotText(f"{path}:{lineno}: NUL bytes; expected a domain list in UTF-8 text")
+            if "\ufffd" in text:
+                undecodable += 1
+                if undecodable > MAX_UNDECODABLE_LINES:
+                    raise NotText(
+                        f"{path}: not UTF-8 text (more than {MAX_UNDECODABLE_LINES} lines with "
+                        "invalid bytes); expected a domain list in UTF-8"
+                    )
+                on_error(f"{path}:{lineno}: not UTF-8: {shown(text)}")
                 continue
             if fmt is None:
                 fmt, column = _detect(text)
@@ -280,10 +338,12 @@ def read_list(path: str | Path, on_error: ErrorSink) -> Iterator[tuple[int, Doma
             if column is not None:
                 fields = _split_csv(text)
                 if len(fields) <= column:
-                    on_error(f"{path}:{lineno}: expected a domain in column {column + 1}: {text!r}")
+                    on_error(
+                        f"{path}:{lineno}: expected a domain in column {column + 1}: {shown(text)}"
+                    )
                     continue
                 if fmt == "rank" and not fields[0].strip().isdigit():
-                    on_error(f"{path}:{lineno}: expected 'rank,domain': {text!r}")
+                    on_error(f"{path}:{lineno}: expected 'rank,domain': {shown(text)}")
                     continue
                 candidate = fields[column]
             else:
@@ -435,12 +495,6 @@ def _one_row_per_domain(table: pa.Table) -> pa.Table:
     )
     return pa.concat_tables([table.filter(pc.invert(repeated)), extra])
 
-
-def read_lists(paths: Iterable[str | Path], on_error: ErrorSink) -> Iterator[DomainName]:
-    """Every good name of every list, in order, duplicates included (the scan drops them)."""
-    for path in paths:
-        for _lineno, name in read_list(path, on_error):
-            yield name
 
 
 def sha256_file(path: str | Path) -> str:

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import random
+import re
 import socket
 import struct
 import time
@@ -70,17 +72,61 @@ RTT_HI_MARGIN = 1.25
 SERVFAIL_PAUSE = 0.25
 
 
+class ResolverAddressError(ValueError):
+    """A resolver given in a form the fleet cannot use; the message names it and what is expected."""
+
+
+#: What ``--resolver`` takes, in the words of its error messages.
+ADDRESS_FORM = "expected IP[:PORT] (IPv4, IPv4:port, IPv6 or [IPv6]:port)"
+
+
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST[:PORT]``, ``[V6]:PORT`` or a bare IPv6 address → (host, port)."""
+    """``IP[:PORT]``, ``[V6]:PORT`` or a bare IPv6 address → (host, port).
+
+    Host names are refused, not looked up: a scan names its resolvers by address (the records
+    table and the manifest keep them), and a name that resolves to several addresses, or to
+    another one tomorrow, would make that record ambiguous.
+    """
+    raw = text
     text = text.strip()
+    port_text: str | None = None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-        return host, port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, DEFAULT_PORT
+        host, close, rest = text[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        hint = (
+            "; host names are not looked up, give the resolver's address"
+            if _NAME_RE.match(host)
+            else ""
+        )
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}{hint}") from None
+    if text.startswith("[") and ip.version != 6:
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
+    if port_text is None:
+        return host, DEFAULT_PORT
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}, with a port from 1 to 65535")
+    return host, int(port_text)
+
+
+#: Looks like a host name (letters somewhere, dots between labels): worth a hint in the error.
+_NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$")
+
+
+def check_resolvers(resolvers: Iterable[str]) -> list[str]:
+    """Every resolver of a fleet, checked before anything starts (raises ResolverAddressError)."""
+    resolvers = list(resolvers)
+    for r in resolvers:
+        parse_address(r)
+    return resolvers
 
 
 def system_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -137,9 +183,13 @@ class _Proto(asyncio.DatagramProtocol):
     def __init__(self, upstream: Upstream) -> None:
         # The upstream's own method, called by the loop for each datagram (no frame between).
         self.datagram_received = upstream.on_datagram  # type: ignore[method-assign]
+        self.upstream = upstream
 
     def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors surface as timeouts; the retry logic handles them
+        # ICMP port unreachable on the connected socket: nothing listens there. Other ICMP
+        # errors surface as timeouts; the retry logic handles them.
+        if isinstance(exc, ConnectionRefusedError):
+            self.upstream.fleet._on_refused(self.upstream)
 
 
 class _Batch:
@@ -223,6 +273,7 @@ class Upstream:
         self.consecutive_timeouts = 0
         self.down_until = 0.0
         self.down_for = 0.0
+        self.refused = False  # an ICMP port unreachable came back since its last reply
         self.sock: socket.socket | None = None
         # RFC 6298 2: smoothed round-trip time and its mean deviation (seconds; None: no sample).
         self.srtt: float | None = None
@@ -317,6 +368,7 @@ class Upstream:
         return now >= self.down_until
 
     def note_reply(self) -> None:
+        self.refused = False
         self.consecutive_timeouts = 0
         self.down_for = 0.0
         self.down_until = 0.0
@@ -335,7 +387,8 @@ class Upstream:
 
 
 class NoResolverAnswering(RuntimeError):
-    """Every resolver of the fleet has been silent for too long: the scan must stop."""
+    """Every resolver of the fleet has been silent for too long, or refused (nothing listens
+    there) before any replied: the scan must stop."""
 
 
 class Fleet:
@@ -394,6 +447,7 @@ class Fleet:
         self._joining: dict[tuple[str, str], list[tuple[_Batch, int]]] = {}
         self._last_reply = self._loop.time()
         self._opened = False
+        self._dead: NoResolverAnswering | None = None  # set when every resolver refused
 
     @property
     def names(self) -> list[str]:
@@ -406,11 +460,6 @@ class Fleet:
         return self._loop.time() - self._last_reply
 
     @property
-    def max_wait(self) -> float:
-        """The longest one question can take before it is given up (all attempts)."""
-        return self.timeout + TICK
-
-    @property
     def pending_timers(self) -> int:
         """Entries in the timer wheel (answered queries' entries stay until their slot)."""
         return sum(len(b) for b in self._wheel.values())
@@ -420,8 +469,50 @@ class Fleet:
         cap = self._rto_cap
         return cap if rto > cap or cap < RTO_FLOOR else max(RTO_FLOOR, rto)
 
+    def _on_refused(self, up: Upstream) -> None:
+        """ICMP port unreachable from ``up`` (ECONNREFUSED on its connected socket).
+
+        Set aside like a resolver that stopped answering; when every resolver of the fleet has
+        refused and none ever replied, nothing listens at any of the addresses given: every
+        query waiting fails at once with :class:`NoResolverAnswering`, rather than each one
+        after its timeouts, and so does every query asked later.
+        """
+        up.refused = True
+        up.down_for = min(60.0, up.down_for * 2 or 2.0)
+        up.down_until = self._loop.time() + up.down_for
+        if self._dead is not None or self.stats.replies:
+            return
+        if all(u.refused for u in self.upstreams):
+            self._dead = NoResolverAnswering(
+                f"no DNS server at {', '.join(self.names)}: connection refused (ICMP port "
+                "unreachable); expected a resolver listening there"
+            )
+            self._fail_all(self._dead)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """End every lookup in flight or waiting with ``exc``."""
+        batches: dict[int, _Batch] = {}
+        for u in self.upstreams:
+            for q in u.pending.values():
+                batches[id(q.batch)] = q.batch
+            u.pending.clear()
+        for queue in (self._ready, self._resend):
+            for q in queue:
+                batches[id(q.batch)] = q.batch
+            queue.clear()
+        for waiting in self._joining.values():
+            for batch, _ in waiting:
+                batches[id(batch)] = batch
+        self._joining.clear()
+        self._inflight_count = 0
+        for batch in batches.values():
+            if not batch.future.done():
+                batch.future.set_exception(exc)
+
     def check_alive(self) -> None:
         """Raise :class:`NoResolverAnswering` when no resolver replied for ``dead_after`` s."""
+        if self._dead is not None:
+            raise self._dead
         if self.stats.queries and self.silent_for() > self.dead_after:
             raise NoResolverAnswering(
                 f"no resolver answered for {self.dead_after:.0f} s ({', '.join(self.names)})"
@@ -486,6 +577,10 @@ class Fleet:
         self, batch: _Batch, index: int, qname: str, qtype: str, shared: bool, when: float
     ) -> None:
         """Queue one query; ``qname`` and ``qtype`` in normal form."""
+        if self._dead is not None:
+            if not batch.future.done():
+                batch.future.set_exception(self._dead)
+            return
         key = None
         if shared:
             key = (qname, qtype)

@@ -20,6 +20,7 @@ every part, even an all-null one, has every column with its type.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -177,12 +178,6 @@ _OBJECT_STORES = frozenset(
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def is_url(out: str | Path | Location) -> bool:
-    """Whether ``out`` is given as a URL (``s3://...``, ``file://...``) rather than a path."""
-    if isinstance(out, Location):
-        return not out.local
-    return isinstance(out, str) and _URL_RE.match(out) is not None
-
 
 @dataclass(frozen=True)
 class Location:
@@ -331,11 +326,6 @@ def location(out: str | Path | Location) -> Location:
     """The :class:`Location` of a snapshot folder given as a path, URL or Location."""
     return Location.of(out)
 
-
-def fs_and_path(out: str | Path | Location) -> tuple[Any, str]:
-    """(fsspec filesystem, its path) of a folder given as a path or URL."""
-    loc = Location.of(out)
-    return loc.fs, loc.path
 
 
 class Snapshot:
@@ -537,3 +527,84 @@ def remove_temporaries(directory: str | Path | Location) -> None:
         return  # nothing is ever written there under a temporary name
     for stale in directory.glob(".part-*.tmp-*"):
         stale.unlink(missing_ok=True)
+
+
+# --- a forced rescan: the new snapshot beside the old, swapped in when complete ----------------
+
+#: Where the snapshot of a forced rescan is written until it is complete: ``DIR/.rescan/LABEL``
+#: holds a whole snapshot tree of its own (``domains/snapshot=LABEL/...``), so the scan writes it
+#: exactly as it writes any snapshot, and neither pandas (it skips folders whose names start
+#: with a dot) nor ``list_snapshots`` sees it.
+RESCAN_FOLDER = ".rescan"
+_COMMIT_MARK = "_commit"
+
+
+def rescan_root(out: str | Path | Location, label: str) -> Location:
+    """The folder a forced rescan of ``label`` writes its snapshot tree into."""
+    return Location.of(out) / RESCAN_FOLDER / label
+
+
+def _tables(base: Location) -> list[str]:
+    """The tables (domains, records, probes, lists...) under a snapshot folder, domains last."""
+    names = {e.name for e in base.iterdir() if not e.name.startswith((".", "_")) and e.is_dir()}
+    return sorted(names - {"domains"}) + (["domains"] if "domains" in names else [])
+
+
+def _move(src: Location, dst: Location) -> None:
+    """Move a folder; ``dst`` must not exist. A rename on disk; a copy, then a delete elsewhere."""
+    dst.parent.mkdir()
+    if src.local:
+        os.rename(src.path, dst.path)
+        return
+    src.fs.copy(src.path, dst.path, recursive=True)
+    src.rmtree()
+    dst._fresh()
+
+
+def commit_rescan(out: str | Path | Location, label: str) -> None:
+    """Put the complete snapshot of a forced rescan in place of the old one.
+
+    A mark is written first; from then on :func:`recover_rescan` finishes the swap whatever the
+    point it was cut at (each step is repeated safely). Table by table, domains last (its
+    manifest says which snapshot is there): the old folder is deleted and the new one moved in.
+    Tables the old snapshot had and the new one has not are deleted too.
+    """
+    out = Location.of(out)
+    root = rescan_root(out, label)
+    manifest = Snapshot(root, label).read_manifest()
+    if manifest is None or not manifest.get("complete"):
+        raise ValueError(f"the rescan of snapshot {label} in {out} is not complete")
+    # The mark names the new snapshot's tables: after a cut, some are already moved.
+    (root / _COMMIT_MARK).write_bytes(json.dumps(_tables(root)).encode())
+    _finish_commit(out, label)
+
+
+def _finish_commit(out: Location, label: str) -> None:
+    root = rescan_root(out, label)
+    partition = f"snapshot={label}"
+    new_tables = json.loads((root / _COMMIT_MARK).read_text())
+    stale = [t for t in _tables(out) if t not in new_tables]
+    for table in stale + new_tables:  # (new_tables ends with domains)
+        src, dst = root / table / partition, out / table / partition
+        if table in new_tables and not src.exists():
+            continue  # moved before the cut
+        dst.rmtree()
+        if table in new_tables:
+            _move(src, dst)
+    root.rmtree()
+    with contextlib.suppress(OSError):
+        if out.local:
+            os.rmdir((out / RESCAN_FOLDER).path)  # (only when no other rescan is under way)
+
+
+def recover_rescan(out: str | Path | Location, label: str) -> bool:
+    """Finish a swap that :func:`commit_rescan` began and a crash cut short; True if it did.
+
+    A rescan that was not complete is left where it is, to be resumed.
+    """
+    out = Location.of(out)
+    root = rescan_root(out, label)
+    if not (root / _COMMIT_MARK).exists():
+        return False
+    _finish_commit(out, label)
+    return True

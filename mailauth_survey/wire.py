@@ -31,9 +31,6 @@ import dns.rdatatype
 
 from .answers import NAME_ESCAPES, NAME_UNSAFE
 
-#: Record types the survey asks for.
-QTYPES = ("A", "AAAA", "MX", "NS", "TXT", "CNAME", "PTR", "TLSA", "SOA")
-
 
 class WireError(ValueError):
     """A reply that is not a well-formed DNS response (or a query that cannot be built)."""

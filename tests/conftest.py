@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mailauth_survey.collect.domain import record_dict, scan_domain
+from mailauth_survey.resolver import Fleet
 from tests.nsd import Nsd
 
 
@@ -55,3 +58,10 @@ def fault_proxy() -> Iterator[Callable[..., object]]:
     yield start
     for p in started:
         p.stop()
+
+
+async def scan_domains(domains: Iterable[str], fleet: Fleet) -> list[tuple[dict, list[dict], list]]:
+    """Each domain scanned as the scan does (no probes), its records as dicts."""
+    await fleet.open()
+    results = await asyncio.gather(*(scan_domain(d, fleet) for d in domains))
+    return [(row, [record_dict(r) for r in recs], probes) for row, recs, probes in results]

@@ -23,12 +23,21 @@ import dns.rrset
 class FakeDns:
     """Modes: ``junk`` (junk replies before the real one), ``junk-only``, ``cname`` (every
     name is a CNAME to another), ``drop`` (drop the
-    first ``drop_first`` attempts of every query), ``tc`` (truncated, no TCP), ``slow``."""
+    first ``drop_first`` attempts of every query), ``tc`` (truncated, no TCP), ``slow``.
+    ``silent``: names whose queries (their own and their subtree's) are never answered, in any
+    mode: a resolver that times out on some domains while it answers others."""
 
     def __init__(
-        self, mode: str = "good", *, drop_first: int = 1, delay: float = 0.0, suffix: str = "jp"
+        self,
+        mode: str = "good",
+        *,
+        drop_first: int = 1,
+        delay: float = 0.0,
+        suffix: str = "jp",
+        silent: tuple[str, ...] = (),
     ) -> None:
         self.mode = mode
+        self.silent = silent
         self.drop_first = drop_first
         self.delay = delay
         self.suffix = suffix
@@ -81,6 +90,9 @@ class FakeDns:
             except Exception:
                 continue
             key = (query.question[0].name.to_text(), query.question[0].rdtype)
+            asked = key[0].rstrip(".").lower()
+            if any(asked == n or asked.endswith("." + n) for n in self.silent):
+                continue
             self.seen[key] = self.seen.get(key, 0) + 1
             if self.mode in ("junk", "junk-only"):
                 for j in self._junk(data):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dns.message
+import dns.name
 import dns.rdata
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailauth_survey import answers
@@ -11,12 +13,13 @@ from mailauth_survey.answers import (
     Answer,
     AnswerSet,
     domain_exists,
-    format_txt_rdata,
     parse_txt_rdata,
     presentation_name,
     raw_name,
     valid_qname,
 )
+from mailauth_survey.wire import make_query
+from tests.builders import format_txt_rdata
 
 strings = st.lists(st.binary(max_size=255), min_size=1, max_size=6)
 
@@ -146,3 +149,20 @@ def test_valid_qname_cache_is_bounded_and_never_changes_a_verdict(monkeypatch) -
     for _ in range(2):  # second time: some from the cache, some checked again
         assert [valid_qname(n) for n in names] == [True] * 20 + [False]
         assert len(answers._VALID_QNAMES) <= 8
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(min_size=1, max_size=63), min_size=1, max_size=6))
+def test_every_name_dns_can_carry_is_a_valid_qname_and_encodes_back(labels) -> None:
+    """RFC 2181 11 (any octet), RFC 1035 2.3.4 (63 per label, 255 in all): a name in the
+    presentation form replies are rendered in is valid exactly when it fits, and the query
+    encoder puts the same octets back on the wire."""
+    name = dns.name.Name([*labels, b""])
+    text = name.to_text(omit_final_dot=True)
+    fits = len(name.to_wire()) <= 255
+    assert valid_qname(text) is fits
+    if fits:
+        question = dns.message.from_wire(make_query(1, text, "A")).question[0]
+        assert question.name == name
+        if not any(b"." in label for label in labels):  # (text joins labels with dots)
+            assert presentation_name(raw_name(text)) == text

@@ -25,19 +25,18 @@ from hypothesis import strategies as st
 from mailauth_survey import policies, wire
 from mailauth_survey.analysis import analyze_domain, answers_by_domain
 from mailauth_survey.answers import Answer, AnswerSet
-from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.policies import dane
 from mailauth_survey.policies.dane import (
     DANE,
     NOT_DANE,
     UNKNOWN,
     analyze,
-    dane_status,
-    dnssec_status,
     host_state,
     parse_tlsa,
 )
 from mailauth_survey.resolver import Fleet
+from tests import builders
+from tests.conftest import scan_domains
 from tests.nsd import zone
 from tests.unbound import Child, DnssecLab, missing_tools, tamper_rrset
 
@@ -164,12 +163,17 @@ def test_parse_tlsa_never_raises_on_near_misses(tokens) -> None:
 D = "example.jp"
 
 
-def rr(owner: str, rtype: str, rdata: str) -> str:
-    return f"{owner}. 300 IN {rtype} {rdata}"
+def dnssec_status(domain: str, dns: AnswerSet) -> bool | None:
+    return analyze(domain, dns)["dnssec"]
+
+
+def dane_status(domain: str, dns: AnswerSet) -> bool | None:
+    return analyze(domain, dns)["dane"]
 
 
 def ans(name: str, rtype: str, *rdatas: str, rcode: str = "NOERROR", ad: bool = True) -> Answer:
-    return Answer(name, rtype, rcode, tuple(rr(name, rtype, r) for r in rdatas), ad)
+    """Validated (AD) unless said otherwise: the DANE rules start from signed answers."""
+    return builders.ans(name, rtype, *rdatas, rcode=rcode, ad=ad)
 
 
 def world(
@@ -211,7 +215,7 @@ def world(
 
 GOOD = {"tlsa": [f"3 1 1 {SHA256}"]}
 JP_SIGNED = Answer(
-    "jp", "SOA", "NOERROR", (rr("jp", "SOA", "z.dns.jp. root.dns.jp. 1 2 3 4 5"),), True
+    "jp", "SOA", "NOERROR", (builders.rr("jp", "SOA", "z.dns.jp. root.dns.jp. 1 2 3 4 5"),), True
 )
 JP_UNVALIDATED = Answer("jp", "SOA", "NOERROR", JP_SIGNED.records, False)
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import Answer, AnswerSet
 from mailauth_survey.policies import dkim
+from tests.builders import apex, txt, txt_rr
 
 DOMAIN = "example.jp"
 
@@ -48,18 +49,6 @@ def rsa_spki(bits: int) -> str:
     rsa = _der(0x30, _der(0x02, n) + _der(0x02, b"\x01\x00\x01"))
     alg = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
     return base64.b64encode(_der(0x30, alg + _der(0x03, b"\x00" + rsa))).decode()
-
-
-def rr(name: str, text: str) -> str:
-    return f"{name}. 300 IN TXT {format_txt_rdata([text.encode()])}"
-
-
-def txt(name: str, *texts: str, rcode: str = "NOERROR") -> Answer:
-    return Answer(name, "TXT", rcode, tuple(rr(name, t) for t in texts))
-
-
-def apex(domain: str = DOMAIN, rcode: str = "NOERROR") -> list[Answer]:
-    return [Answer(domain, t, rcode) for t in ("MX", "TXT", "NS")]
 
 
 def selector_answers(domain: str = DOMAIN, **records: str) -> list[Answer]:
@@ -190,38 +179,38 @@ def test_selector_list_is_the_documented_one():
 
 
 def test_rfc8020_domainkey_nxdomain_means_no_selector_is_asked():
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}", rcode="NXDOMAIN")])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}", rcode="NXDOMAIN")])
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
     assert dns.missing == set()
 
 
 def test_rfc8020_domainkey_nodata_exists_and_asks_every_selector_at_once():
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}")])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}")])
     dkim.analyze(DOMAIN, dns)
     assert dns.missing == {(f"{s}._domainkey.{DOMAIN}", "TXT") for s in dkim.SELECTORS}
 
 
 def test_missing_domainkey_is_the_only_next_query():
-    dns = AnswerSet(apex())
+    dns = AnswerSet(apex(DOMAIN))
     assert dkim.analyze(DOMAIN, dns)["dkim_domainkey"] == "error"
     assert dns.missing == {(f"_domainkey.{DOMAIN}", "TXT")}
 
 
 def test_domainkey_timeout_is_error_not_nxdomain():
     for rcode in ("TIMEOUT", "SERVFAIL", "REFUSED"):
-        dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}", rcode=rcode)])
+        dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}", rcode=rcode)])
         assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "error", "dkim_selectors": None}
         assert dns.missing == set()
 
 
 def test_rfc8020_apex_nxdomain_asks_nothing_below():
-    dns = AnswerSet(apex(rcode="NXDOMAIN"))
+    dns = AnswerSet(apex(DOMAIN, rcode="NXDOMAIN"))
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "nxdomain", "dkim_selectors": []}
     assert dns.missing == set()
 
 
 def test_apex_unknown_is_error_without_lookups():
-    dns = AnswerSet(apex(rcode="TIMEOUT"))
+    dns = AnswerSet(apex(DOMAIN, rcode="TIMEOUT"))
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "error", "dkim_selectors": None}
     assert dns.missing == set()
 
@@ -231,7 +220,7 @@ def test_selectors_hold_usable_keys_only_sorted():
     key = f"v=DKIM1; k=rsa; p={RSA2048_SPKI}"
     dns = AnswerSet(
         [
-            *apex(),
+            *apex(DOMAIN),
             txt(f"_domainkey.{DOMAIN}"),
             *selector_answers(
                 s2=key,
@@ -255,10 +244,10 @@ def test_selector_cname_chain_is_followed():
         sel,
         "TXT",
         "NOERROR",
-        (f"{sel}. 300 IN CNAME {target}.", rr(target, f"v=DKIM1; k=rsa; p={RSA2048_SPKI}")),
+        (f"{sel}. 300 IN CNAME {target}.", txt_rr(target, f"v=DKIM1; k=rsa; p={RSA2048_SPKI}")),
     )
     answers = [a for a in selector_answers() if a.qname != sel]
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *answers, chain])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}"), *answers, chain])
     assert dkim.analyze(DOMAIN, dns)["dkim_selectors"] == ["selector1"]
 
 
@@ -267,7 +256,7 @@ def test_selector_timeout_is_left_out_but_domainkey_still_exists():
         txt(a.qname, rcode="TIMEOUT") if a.qname.startswith("k1.") else a
         for a in selector_answers(k2=f"p={RSA2048_SPKI}")
     ]
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *answers])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}"), *answers])
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": ["k2"]}
 
 
@@ -278,10 +267,10 @@ def test_failed_selector_and_no_key_found_is_unknown_not_empty(rcode):
         txt(a.qname, rcode=rcode) if a.qname.startswith("selector1.") else a
         for a in selector_answers()
     ]
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *answers])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}"), *answers])
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": None}
     # every selector answered, none with a key: known to be empty
-    dns = AnswerSet([*apex(), txt(f"_domainkey.{DOMAIN}"), *selector_answers()])
+    dns = AnswerSet([*apex(DOMAIN), txt(f"_domainkey.{DOMAIN}"), *selector_answers()])
     assert dkim.analyze(DOMAIN, dns) == {"dkim_domainkey": "exists", "dkim_selectors": []}
 
 

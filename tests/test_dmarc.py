@@ -6,24 +6,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import Answer, AnswerSet
 from mailauth_survey.policies import dmarc
-
-
-def rr(name: str, *strings: str) -> str:
-    return f"{name}. 300 IN TXT {format_txt_rdata([s.encode() for s in strings])}"
-
-
-def txt(name: str, *texts: str, rcode: str = "NOERROR") -> Answer:
-    return Answer(name, "TXT", rcode, tuple(rr(name, t) for t in texts))
+from tests.builders import apex, txt, txt_rr
 
 
 def nx(name: str) -> Answer:
     return Answer(name, "TXT", "NXDOMAIN")
-
-
-def apex(domain: str, rcode: str = "NOERROR") -> list[Answer]:
-    return [Answer(domain, t, rcode) for t in ("MX", "TXT", "NS")]
 
 
 def run(domain: str, *answers: Answer, exists: bool = True) -> tuple[dict, AnswerSet]:
@@ -167,8 +156,13 @@ def test_rfc9989_4_8_bad_single_letter_values_fall_back_to_defaults():
 
 
 def test_rfc9989_4_7_fo_options():
+    """RFC 7489 6.4 dmarc-fo = ( "0" / "1" / "d" / "s" ) *(*WSP ":" *WSP ( "0" / "1" / "d" /
+    "s" )): every option may be combined with every other, 0:1 and repeats included."""
     assert dmarc.parse_record("v=DMARC1; p=none; ruf=mailto:f@example.jp; fo=0:d:s").fo == "0:d:s"
-    for bad in ("0:1", "2", "d:d", ""):
+    for good in ("0:1", "0:1:d:s", "D : S", "d:d"):
+        rec = dmarc.parse_record(f"v=DMARC1; p=none; ruf=mailto:f@example.jp; fo={good}")
+        assert rec.fo == good.lower().replace(" ", "") and not rec.errors, good
+    for bad in ("2", "", "d:", "0;1", "ds"):
         rec = dmarc.parse_record(f"v=DMARC1; p=none; ruf=mailto:f@example.jp; fo={bad}")
         assert rec.fo == "0" and rec.errors, bad
     rec = dmarc.parse_record("v=DMARC1; p=none; fo=1")
@@ -230,7 +224,7 @@ def test_rfc9989_4_10_1_own_record_source_domain_and_p_applies():
 
 def test_rfc9989_4_5_txt_strings_are_joined_without_separator():
     name = "_dmarc.example.jp"
-    answer = Answer(name, "TXT", "NOERROR", (rr(name, "v=DMARC1; p=rej", "ect; adkim=s"),))
+    answer = Answer(name, "TXT", "NOERROR", (txt_rr(name, "v=DMARC1; p=rej", "ect; adkim=s"),))
     out, _ = run("example.jp", answer)
     assert out["dmarc_policy"] == "reject" and out["dmarc_adkim"] == "s"
 
@@ -269,7 +263,7 @@ def test_rfc9989_4_10_cname_at_dmarc_is_followed():
         name,
         "TXT",
         "NOERROR",
-        (f"{name}. 300 IN CNAME {target}.", rr(target, "v=DMARC1; p=reject")),
+        (f"{name}. 300 IN CNAME {target}.", txt_rr(target, "v=DMARC1; p=reject")),
     )
     out, _ = run("example.jp", chain)
     assert out["dmarc_status"] == "valid" and out["dmarc_policy"] == "reject"
@@ -704,7 +698,7 @@ class RandomDNS(AnswerSet):
             if rcode == "MISSING":
                 return super().get(qname, qtype)
             texts = self.data.draw(st.lists(_RECORDS, max_size=3)) if rcode == "NOERROR" else []
-            self.add(Answer(qname, qtype, rcode, tuple(rr(qname, t) for t in texts)))
+            self.add(Answer(qname, qtype, rcode, tuple(txt_rr(qname, t) for t in texts)))
         return super().get(qname, qtype)
 
 

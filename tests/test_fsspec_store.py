@@ -101,7 +101,8 @@ def _frames(where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``filesystem=``: given a bare ``s3://`` URL, pandas would use pyarrow's own S3 client, which
     does not read fsspec's configuration.
     """
-    fs, path = store.fs_and_path(where)
+    loc = store.Location.of(where)
+    fs, path = loc.fs, loc.path
     d = pd.read_parquet(f"{path}/domains", filesystem=fs).drop(columns=["scanned_at", "snapshot"])
     d = d.sort_values("domain").reset_index(drop=True)
     r = pd.read_parquet(f"{path}/records", filesystem=fs)
@@ -134,7 +135,6 @@ def test_location_of_paths_and_urls(tmp_path) -> None:
     local = store.location(tmp_path)
     assert local.local and local.path == str(tmp_path) and str(local) == str(tmp_path)
     assert store.location(f"file://{tmp_path}") == local
-    assert not store.is_url(tmp_path) and store.is_url("s3://b/p") and store.is_url("file:///x")
     mem = store.location("memory://loc-test/out")
     assert not mem.local and mem.object_store and mem.process_local
     snap = store.Snapshot("memory://loc-test/out", "q")

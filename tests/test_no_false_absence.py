@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.resolver import Fleet
+from tests.conftest import scan_domains
 from tests.nsd import zone
 from tests.test_policy_e2e import KEY
 

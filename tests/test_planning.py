@@ -11,17 +11,13 @@ import pytest
 
 from mailauth_survey import analysis
 from mailauth_survey.analysis import analyze_parts, domain_row
-from mailauth_survey.answers import APEX_QTYPES, Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import APEX_QTYPES, Answer, AnswerSet
 from mailauth_survey.collect.domain import MAX_ROUNDS
 from mailauth_survey.policies import bimi, dane, dkim, dmarc, mta_sts, tlsrpt
+from tests.builders import txt
 
 MODULES = (dmarc, dkim, mta_sts, tlsrpt, bimi, dane)
 LONG = ".".join(["a" * 60] * 4)[:241].rstrip(".") + ".jp"  # _dmarc.<it> fits, _smtp._tls.<it> not
-
-
-def txt(name: str, *texts: str, rcode: str = "NOERROR", ad: bool = False) -> Answer:
-    rrs = tuple(f"{name}. 300 IN TXT {format_txt_rdata([t.encode()])}" for t in texts)
-    return Answer(name, "TXT", rcode, rrs, ad)
 
 
 def apex(name: str, *, mx: str | None = "10 mx1.example.net.", ad=(False, False, False)):

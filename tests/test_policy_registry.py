@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mailauth_survey import analysis, policies, store
-from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import Answer, AnswerSet
 from mailauth_survey.policies import apex, dane
 from mailauth_survey.probes.results import STARTTLS_COLUMNS
+from tests.builders import txt
 
 
 def _world(name: str = "example.jp") -> AnswerSet:
-    def txt(qname: str, text: str) -> Answer:
-        rr = f"{qname}. 300 IN TXT {format_txt_rdata([text.encode()])}"
-        return Answer(qname, "TXT", "NOERROR", (rr,))
-
     return AnswerSet(
         [
             Answer(name, "MX", "NOERROR", (f"{name}. 300 IN MX 10 mx.{name}.",)),

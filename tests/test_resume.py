@@ -85,32 +85,37 @@ def test_sigkill_then_resume_equals_uninterrupted_scan(tmp_path, nsd_factory) ->
     assert not list(ddir.glob(".part-*"))  # no temporary part left behind
 
 
-def test_retry_errors_rescans_only_failed_domains_in_place(
-    tmp_path, nsd_factory, silent_resolver
-) -> None:
+def test_retry_errors_rescans_only_failed_domains_in_place(tmp_path, nsd_factory) -> None:
+    from tests.fakedns import FakeDns
+
     names = ["d000.jp", "d001.jp", "d002.jp"]
-    lst = write_list(tmp_path / "l.txt", names)
+    lst = write_list(tmp_path / "l.txt", [*names, "d003.jp"])
     out = tmp_path / "out"
-    scan(
-        [lst],
-        out,
-        snapshot="q",
-        options=ScanOptions(resolvers=[silent_resolver], timeout=0.1, retries=0),
-    )
-    before = pd.read_parquet(out / "domains")
-    assert set(before["status"]) == {"timeout"}
+    flaky = FakeDns("good", silent=tuple(names))  # d003.jp answered: the scan heard replies
+    try:
+        scan(
+            [lst],
+            out,
+            snapshot="q",
+            options=ScanOptions(resolvers=[flaky.address], timeout=0.1, retries=0),
+        )
+    finally:
+        flaky.stop()
+    before = pd.read_parquet(out / "domains").set_index("domain")
+    assert set(before.loc[names, "status"]) == {"timeout"}
+    assert before.loc["d003.jp", "status"] == "ok"
 
     server = nsd_factory(_population())
     manifest = retry_errors(out, "q", options=ScanOptions(resolvers=[server.address]))
     after = pd.read_parquet(out / "domains").set_index("domain")
-    assert sorted(after.index) == names
+    assert sorted(after.index) == [*names, "d003.jp"]
     assert set(after["status"]) == {"ok"}
     assert all(
         list(h) == [f"mx{i % 7}.hosting.jp"] for i, h in enumerate(after.loc[names, "mx_hosts"])
     )
     r = pd.read_parquet(out / "records")
     assert "TIMEOUT" not in set(r["rcode"])  # the old answers were replaced, not appended
-    assert manifest["status_counts"] == {"ok": 3}
+    assert manifest["status_counts"] == {"ok": 4}
     assert manifest["retries"][0]["domains"] == 3
 
 

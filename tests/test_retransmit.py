@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailauth_survey.collect.domain import scan_domains
 from mailauth_survey.resolver import RTO_FLOOR, Fleet, Upstream
+from tests.conftest import scan_domains
 from tests.nsd import zone
 
 ZONES = {

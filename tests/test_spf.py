@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import Answer, AnswerSet
 from mailauth_survey.policies.spf import (
     ALL_VALUES,
     RESULTS,
@@ -22,29 +22,13 @@ from mailauth_survey.policies.spf import (
     is_spf,
     parse_record,
 )
+from tests.builders import ans, txt
 
 D = "example.jp"
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def rr(owner: str, rtype: str, rdata: str) -> str:
-    return f"{owner}. 300 IN {rtype} {rdata}"
-
-
-def txt(name: str, *records: str | tuple[str, ...], rcode: str = "NOERROR") -> Answer:
-    """A TXT answer; a tuple is one record made of several character-strings."""
-    rrs = []
-    for rec in records:
-        strings = rec if isinstance(rec, tuple) else (rec,)
-        rrs.append(rr(name, "TXT", format_txt_rdata(s.encode("utf-8") for s in strings)))
-    return Answer(name, "TXT", rcode, tuple(rrs))
-
-
-def ans(name: str, qtype: str, *rdatas: str) -> Answer:
-    return Answer(name, qtype, "NOERROR", tuple(rr(name, qtype, r) for r in rdatas))
 
 
 def a(name: str, *ips: str) -> Answer:

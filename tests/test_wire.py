@@ -25,13 +25,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailauth_survey.wire import (
-    QTYPES,
     Response,
     WireError,
     make_query,
     parse_response,
     question,
 )
+
+#: Record types the survey asks for.
+QTYPES = ("A", "AAAA", "MX", "NS", "TXT", "CNAME", "PTR", "TLSA", "SOA")
 
 # --- the reference: dnspython's full parser ----------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -25,9 +26,16 @@ from typing import Any
 
 from .. import store
 from ..analysis import reanalyze
-from ..domains import lists_table, sha256_file
+from ..domains import NotText, check_text, lists_table, sha256_file
 from ..probes.settings import load_exclusions
-from ..resolver import Fleet, NoResolverAnswering, Stats, system_resolvers
+from ..resolver import (
+    Fleet,
+    NoResolverAnswering,
+    ResolverAddressError,
+    Stats,
+    check_resolvers,
+    system_resolvers,
+)
 from . import manifest as manifests
 from . import spool as spooling
 from .domain import Probing, Record, record_dict, scan_domain
@@ -48,6 +56,63 @@ __all__ = [
 RETRY_STATUSES = ("servfail", "timeout", "error")
 
 
+def check_inputs(paths: list[Path], options: ScanOptions) -> None:
+    """Every input a scan reads, checked before it creates, changes or deletes anything.
+
+    The lists exist and are text (the rest of each is checked as it is read), the opt-out list
+    reads, the resolvers are addresses, the CA file loads. Raises ScanError (one line).
+    """
+    for p in paths:
+        if not p.is_file():
+            raise ScanError(f"cannot read domain list {p}: no such file")
+        try:
+            check_text(p)
+        except NotText as exc:
+            raise ScanError(str(exc)) from None
+        except OSError as exc:
+            raise ScanError(f"cannot read domain list {p}: {exc.strerror or exc}") from None
+    if options.exclude:
+        try:
+            load_exclusions(options.exclude)
+        except (OSError, ValueError) as exc:
+            raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
+    try:
+        check_resolvers(options.resolvers)
+    except ResolverAddressError as exc:
+        raise ScanError(f"resolver {exc}") from None
+    if options.cafile:
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=options.cafile)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ScanError(
+                f"CA file {options.cafile}: expected PEM CA certificates ({exc})"
+            ) from None
+
+
+def check_resolvers_listen(options: ScanOptions) -> None:
+    """One query to the fleet before anything is written: a fleet where nothing listens (every
+    resolver answers ICMP port unreachable) is a one-line ScanError now, not an empty snapshot.
+
+    Waits for a reply at most min(timeout, 1 s); silence is not decided here (``dead_after``).
+    """
+
+    async def ask() -> None:
+        fleet = Fleet(
+            options.resolvers or None, timeout=min(options.timeout, 1.0), retries=0, qps=0
+        )
+        try:
+            await fleet.resolve("jp", "NS")
+        finally:
+            fleet.close()
+
+    try:
+        asyncio.run(ask())
+    except NoResolverAnswering as exc:
+        raise ScanError(str(exc)) from None
+
+
 def scan(
     lists: Iterable[str | Path],
     out: str | Path | store.Location,
@@ -60,20 +125,21 @@ def scan(
 ) -> dict[str, Any]:
     """Scan every domain of ``lists`` into snapshot ``snapshot`` under ``out``; return the manifest.
 
-    Re-running the same call after an interruption continues where it stopped.
+    Re-running the same call after an interruption continues where it stopped. With ``force``,
+    a snapshot that is complete (or was started with other lists) is scanned again beside the
+    old one (:func:`store.rescan_root`), which it replaces only once complete; an interrupted
+    forced rescan leaves the old snapshot as it was, and the same call resumes the rescan.
     """
     options = options or ScanOptions()
     on_error = on_error or (lambda msg: print(msg, file=sys.stderr))
-    label = store.check_label(snapshot or manifests.default_label())
+    try:
+        label = store.check_label(snapshot or manifests.default_label())
+    except ValueError as exc:
+        raise ScanError(str(exc)) from None
     paths = [Path(p) for p in lists]
-    for p in paths:
-        if not p.is_file():
-            raise ScanError(f"cannot read domain list {p}: no such file")
-    if options.exclude:
-        try:
-            load_exclusions(options.exclude)
-        except (OSError, ValueError) as exc:
-            raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
+    check_inputs(paths, options)
+    if not options.cluster:  # (a cluster's workers may ask resolvers of their own)
+        check_resolvers_listen(options)
     shown = out  # messages name the folder as it was given
     try:
         out = store.location(out)
@@ -81,6 +147,7 @@ def scan(
         raise ScanError(f"output folder {shown}: {exc}") from None
     if out.process_local and (options.cluster or options.workers > 1):
         raise ScanError(f"{shown} is seen by this process only: no --workers or --cluster with it")
+    created = out.local and not os.path.lexists(out.path)
     try:
         out.mkdir()
         probe = out / f".write-test-{label}"
@@ -89,26 +156,42 @@ def scan(
     except (OSError, ValueError) as exc:  # fsspec: PermissionError, FileNotFoundError (bucket)...
         why = getattr(exc, "strerror", None) or exc
         raise ScanError(f"output folder {shown} is not writable: {why}") from None
+    try:
+        return _scan(paths, out, shown, label, options, force, on_error, on_progress)
+    finally:
+        if created:  # a scan refused before it wrote anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(out.path)
 
+
+def _scan(
+    paths: list[Path],
+    out: store.Location,
+    shown: object,
+    label: str,
+    options: ScanOptions,
+    force: bool,
+    on_error: Callable[[str], None],
+    on_progress: Callable[[ScanCounters], None] | None,
+) -> dict[str, Any]:
+    store.recover_rescan(out, label)  # a swap that a crash cut short is finished first
     inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
-    snap = store.Snapshot(out, label)
+    snap = store.Snapshot(out, label)  # where this scan writes: the snapshot, or its rescan
     previous = snap.read_manifest()
+    restart = False  # a rescan begun with other lists is started over
     if previous is not None and previous.get("complete") and not force:
         raise ScanError(
             f"snapshot {label} in {shown} is complete; use --force to scan it again or another --snapshot"
         )
-    if previous is not None and (
-        force and previous.get("complete") or previous.get("inputs") != inputs
-    ):
+    if previous is not None and (previous.get("complete") or previous.get("inputs") != inputs):
         if not force:
             raise ScanError(
                 f"snapshot {label} in {shown} was started with other lists; use --force to start over"
             )
-        previous = None
-        for d in snap.folders:
-            d.rmtree()
-    for d in snap.folders:
-        store.remove_temporaries(d)  # writes cut short by a crash
+        snap = store.Snapshot(store.rescan_root(out, label), label)
+        previous = snap.read_manifest()
+        if previous is not None and previous.get("inputs") != inputs:
+            previous, restart = None, True
     buckets = previous["buckets"] if previous else spooling.bucket_count(paths)
     started = previous["started_at"] if previous else manifests.now()
     manifest = manifests.started(label, inputs, options, buckets, started)
@@ -122,7 +205,18 @@ def scan(
     try:
         if options.workers > 1 and not options.cluster:
             pool = Workers(work, snap, options)
-        _read, progress.bad_lines = spooling.spool(paths, work, buckets, on_error)
+        try:
+            read, progress.bad_lines = spooling.spool(paths, work, buckets, on_error)
+        except NotText as exc:
+            raise ScanError(str(exc)) from None
+        if not read:
+            bad = f" ({progress.bad_lines} bad lines)" if progress.bad_lines else ""
+            raise ScanError(f"{', '.join(map(str, paths))}: no domains to scan{bad}")
+        # Nothing was changed before this point.
+        if restart:
+            store.rescan_root(out, label).rmtree()
+        for d in snap.folders:
+            store.remove_temporaries(d)  # writes cut short by a crash
         store.write_table(snap.lists, spooling.part_name(0), lists_table(paths))
         done_parts = store.existing_parts(snap.domains)
         todo = [b for b in range(buckets) if spooling.part_name(b) not in done_parts]
@@ -134,6 +228,8 @@ def scan(
         manifest["resolvers"] = options.resolvers or system_resolvers()
         manifest["domains_listed"] = progress.total  # "incomplete: N of M domains" (report)
         snap.write_manifest(manifest)
+        if on_progress is not None:
+            on_progress(progress)  # (the bar appears, with the total, as the scan begins)
         if options.cluster:
             from .cluster import run_on_cluster
 
@@ -158,6 +254,8 @@ def scan(
 
     manifests.finish(manifest, snap, progress, stats)
     snap.write_manifest(manifest)
+    if snap.out != out:
+        store.commit_rescan(out, label)
     return manifest
 
 

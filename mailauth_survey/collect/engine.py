@@ -173,9 +173,10 @@ async def _scan_buckets(
             if pending[b] == 0:
                 held.append(b)
             # A bucket finished while the whole fleet was silent may hold timeouts that are the
-            # fleet's, not the domains': keep it back until a resolver answers again. If none
-            # does, the scan stops and those buckets are scanned again on resume.
-            if held and fleet.silent_for() < fleet.timeout:
+            # fleet's, not the domains': keep it back until a resolver answers again (at all,
+            # at the start). If none does, the scan stops and those buckets are scanned again
+            # on resume.
+            if held and fleet.stats.replies and fleet.silent_for() < fleet.timeout:
                 for hb in held:
                     flush(hb)
                 held.clear()
@@ -189,6 +190,15 @@ async def _scan_buckets(
         for t in done:
             if t.exception() is not None:
                 fatal.append(t.exception())
+        if not fatal and fleet.stats.queries and not fleet.stats.replies:
+            # Not one reply: the timeouts are the fleet's, not the domains'. Nothing is
+            # stored, and the snapshot is never marked complete.
+            fatal.append(
+                NoResolverAnswering(
+                    f"no resolver answered any of {fleet.stats.queries} queries "
+                    f"({', '.join(fleet.names)})"
+                )
+            )
         if not fatal:
             for hb in held:  # the scan ended with answers: the last buckets are whole
                 flush(hb)

@@ -293,14 +293,6 @@ def resolver_validates(
     return probe.ad
 
 
-def dnssec_status(domain: str, dns: AnswerSet) -> bool | None:
-    """The ``dnssec`` column (see the module docstring)."""
-    return analyze(domain, dns)["dnssec"]
-
-
-def dane_status(domain: str, dns: AnswerSet) -> bool | None:
-    """The ``dane`` column (see the module docstring)."""
-    return analyze(domain, dns)["dane"]
 
 
 def _dnssec(name: str, dns: AnswerSet, apex: list[Answer]) -> bool | None:

@@ -211,14 +211,11 @@ def _choice(rec: DmarcRecord, name: str, allowed: tuple[str, ...], default: str)
 
 
 def _read_fo(rec: DmarcRecord, value: str) -> None:
-    """fo: colon-separated 0, 1, d, s; each at most once, 0 and 1 exclusive (RFC 9989 4.7)."""
+    """fo: colon-separated 0, 1, d, s (RFC 9989 4.7). The ABNF (RFC 7489 6.4 dmarc-fo, kept by
+    RFC 9989 4.8) is ( "0" / "1" / "d" / "s" ) *(*WSP ":" *WSP ( ... )): any of them, in any
+    number, so ``0:1:d:s`` is grammatical."""
     items = [v.strip(" \t").lower() for v in value.split(":")]
-    ok = (
-        all(v in _FO_VALUES for v in items)
-        and len(set(items)) == len(items)
-        and not {"0", "1"} <= set(items)
-    )
-    if ok:
+    if all(v in _FO_VALUES for v in items):
         rec.fo = ":".join(items)
     else:
         rec.errors.append(

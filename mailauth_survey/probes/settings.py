@@ -26,8 +26,9 @@ class ProbeSettings:
 
     ``timeout`` bounds one whole exchange (one HTTPS fetch; one SMTP connection), in seconds.
     ``max_connections`` caps open probe connections over the scan. ``max_addresses`` caps the
-    addresses probed per MX host (the rest are recorded as ``skipped``). ``cafile`` replaces the
-    system trust store (tests pass their private CA). Ports are overridable for tests.
+    addresses probed per MX host (the rest are recorded as ``skipped``). ``cafile`` (PEM) is
+    trusted in addition to the system trust store (a lab CA, an enterprise proxy; tests pass
+    their private CA). Ports are overridable for tests.
     """
 
     timeout: float = 10.0

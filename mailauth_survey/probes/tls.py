@@ -13,11 +13,17 @@ _CONTEXTS: dict[tuple[str, str | None], ssl.SSLContext] = {}
 
 
 def verifying_context(cafile: str | None, check_hostname: bool) -> ssl.SSLContext:
-    """The default client context (system trust store, or ``cafile`` alone), cached."""
+    """The default client context: the system trust store, plus ``cafile``'s CAs; cached.
+
+    (``create_default_context(cafile=...)`` would trust ``cafile`` alone, as SSL_CERT_FILE
+    does: a private CA must not cost the public ones.)
+    """
     key = ("verify-name" if check_hostname else "verify-chain", cafile)
     ctx = _CONTEXTS.get(key)
     if ctx is None:
-        ctx = ssl.create_default_context(cafile=cafile)
+        ctx = ssl.create_default_context()
+        if cafile:
+            ctx.load_verify_locations(cafile=cafile)
         ctx.check_hostname = check_hostname
         ctx.verify_mode = ssl.CERT_REQUIRED
         _CONTEXTS[key] = ctx

@@ -5,23 +5,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailauth_survey.answers import Answer, AnswerSet, format_txt_rdata
+from mailauth_survey.answers import Answer, AnswerSet
 from mailauth_survey.policies import bimi, mta_sts, tlsrpt
+from tests.builders import apex, txt, txt_rr
 
 DOMAIN = "example.jp"
 STATUSES = ("none", "valid", "invalid", "temperror")
-
-
-def rr(name: str, *strings: str) -> str:
-    return f"{name}. 300 IN TXT {format_txt_rdata([s.encode() for s in strings])}"
-
-
-def txt(name: str, *texts: str, rcode: str = "NOERROR") -> Answer:
-    return Answer(name, "TXT", rcode, tuple(rr(name, t) for t in texts))
-
-
-def apex(domain: str = DOMAIN, rcode: str = "NOERROR") -> list[Answer]:
-    return [Answer(domain, t, rcode) for t in ("MX", "TXT", "NS")]
 
 
 def zone(*answers: Answer, domain: str = DOMAIN, rcode: str = "NOERROR") -> AnswerSet:
@@ -118,7 +107,10 @@ def test_mta_sts_absent_timeout_missing_and_nonexistent_domain():
 def test_rfc8461_3_1_cname_and_split_strings():
     target = "example-jp.sts.provider.example"
     chain = Answer(
-        STS, "TXT", "NOERROR", (f"{STS}. 300 IN CNAME {target}.", rr(target, "v=STSv1; ", "id=77"))
+        STS,
+        "TXT",
+        "NOERROR",
+        (f"{STS}. 300 IN CNAME {target}.", txt_rr(target, "v=STSv1; ", "id=77")),
     )
     assert mta_sts.analyze(DOMAIN, zone(chain)) == {"mta_sts_status": "valid", "mta_sts_id": "77"}
 
