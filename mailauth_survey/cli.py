@@ -9,12 +9,6 @@ import click
 from . import __version__
 from .metrics import DEFAULT_TOP, METRICS
 
-# Arrow's C++ side (the Parquet writer) allocates from the pool chosen when pyarrow loads, which
-# pa.set_memory_pool does not reach: the system allocator gives freed buffers back, mimalloc kept
-# ~16 MB more resident per scanning process. Set before anything imports pyarrow; the --workers
-# processes inherit it.
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-
 
 class _OneLineError(click.ClickException):
     """A usage error shown as one line (click's own adds the usage and a hint on three more)."""

@@ -739,7 +739,13 @@ def adoption(
     for label in labels:
         part = df if len(labels) == 1 else df[(df["snapshot"] == label).to_numpy()]
         frames.append(_adoption_one(part, keys, top, min_domains, lang, facts.get(label), label))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat(frames, ignore_index=True)
+    shared = max((f.attrs.get("shared_domains", 0) for f in frames), default=0)
+    if shared:
+        out.attrs["shared_domains"] = shared
+    return out
 
 
 def _prefectures_first(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -869,7 +875,10 @@ def _adoption_one(
         if metric in PARTIAL_METRICS:
             columns[f"{metric}_measured"] = k_measured
     table = pd.DataFrame(columns).astype({"snapshot": object, "label": object})
-    return table.astype({k: object for k in keys})
+    table = table.astype({k: object for k in keys})
+    if shared:  # how many domains are in several groups (the people's table says so)
+        table.attrs["shared_domains"] = int((np.bincount(origin[once[0]]) > 1).sum())
+    return table
 
 
 def report(
@@ -1227,6 +1236,8 @@ TEXT: dict[str, dict[str, str]] = {
         "cell_note_mx": "Cells: count and % of the domains with MX (With MX, Null MX: % of the "
         "domains that exist); NXDOMAIN and errors: % of the domains listed.",
         "ci_note": " In brackets: the 95% Wilson score interval.",
+        "shared_note": "{n:,} domains are in several groups (rows of a list that share a "
+        "domain): each counts once in every group it is in, and once in the total.",
         "small_note": "† fewer than {n} domains: a share of so few is imprecise (--ci shows its "
         "95% interval).",
         "unmeasured_note": "— not measured: {reasons}.",
@@ -1256,6 +1267,8 @@ TEXT: dict[str, dict[str, str]] = {
         "cell_note_mx": "セル: 件数と、MX を持つドメインに占める割合（MX あり・Null MX は存在する"
         "ドメインに占める割合）。NXDOMAIN とエラーはリスト全体に占める割合。",
         "ci_note": "括弧内は 95% 信頼区間（Wilson）。",
+        "shared_note": "{n:,} ドメインは複数のグループに属する（リストの複数の行が同じドメイン）:"
+        " 属する各グループで 1 回ずつ、合計では 1 回だけ数える。",
         "small_note": "† {n} ドメイン未満: 割合の精度が低い（--ci で 95% 信頼区間を表示）。",
         "unmeasured_note": "未測定: {reasons}。",
         "why_smtp": "--probe-smtp を指定していない",
@@ -1726,6 +1739,8 @@ def _render_one(
         if any(r[0] == metric_label(m, lang) for r in rows)
     ]
     notes = _footnotes(records, shown, lang, denominator, ci, facts, any(small))
+    if table.attrs.get("shared_domains"):
+        notes.append(TEXT[lang]["shared_note"].format(n=table.attrs["shared_domains"]))
     if label in facts:
         notes.append(methods_text(facts[label], lang))
     if fmt == "markdown":

@@ -242,3 +242,36 @@ def test_map_carries_the_methods_footnote(scanned) -> None:
     assert "Hokkaido and Okinawa are moved" in texts
     fig = charts.figure(out, "map", by="prefecture", source="Source: committee survey")
     assert [t.get_text() for t in fig.texts] == ["Source: committee survey"]
+
+
+def test_a_builtin_grouping_wins_over_a_list_column_of_its_name(scanned, tmp_path) -> None:
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out, pop = scanned
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    part = copy / "lists" / "snapshot=2024Q2" / "part-00000.parquet"
+    table = pq.read_table(part)
+    fake = pa.array(["shadow"] * table.num_rows, pa.string())
+    pq.write_table(table.append_column("category", fake), part)
+    rows = report_json(copy, "--by", "category")
+    assert "shadow" not in {r["category"] for r in rows}
+    assert {"lg", "geographic", "total"} <= {r["category"] for r in rows}
+    loaded = ms.load(copy)
+    assert "shadow" not in set(loaded["category"].astype(str))
+    assert list(loaded.columns).count("category") == 1
+
+
+def test_the_people_table_says_how_shared_domains_are_counted(scanned) -> None:
+    out, pop = scanned
+    shared = [d for d, n in Counter(r["domain"] for r in pop.panel).items() if n > 1]
+    res = CliRunner().invoke(main, ["report", str(out), "--by", "kind"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert f"{len(shared)} domains are in several groups" in text
+    assert "once in the total" in text
+    res = CliRunner().invoke(main, ["report", str(out), "--by", "prefecture"])
+    assert "several groups" not in res.output  # one prefecture per domain
