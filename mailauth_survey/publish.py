@@ -5,9 +5,10 @@ is drawn as paths, no script, no font or image fetched), so it opens from a USB 
 attachment. Beside it: ``report.xlsx`` (the tables) and every chart of the page as PNG and SVG.
 
 The figures are the report engine's: each table is `report.report` rendered as JSON by
-`report.render` (the rows `report --format json` prints), the charts are `charts`' figures, the
-methods come from the manifest. Nothing here computes a share; this module chooses, formats and
-lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
+`report.render` (the rows `report --format json` prints), the change since the previous complete
+snapshot and whether it is beyond the noise are `report.changes`, the charts are `charts`'
+figures, the workbook is `report.write_workbook`, the methods are `report.methods` (the
+manifest). Nothing here computes a share; this module chooses, formats and lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
 from `TEXT` (or the engine's labels) in the language asked for.
 """
 
@@ -131,7 +132,6 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "Status",
         "count": "Domains",
         "generated": "Made by mailauth-survey {version} from the snapshot's stored data.",
-        "total_label": "Total",
     },
     "ja": {
         "title": ".jp ドメインの送信ドメイン認証 導入状況",
@@ -209,7 +209,6 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "状態",
         "count": "ドメイン数",
         "generated": "mailauth-survey {version} により、スナップショットの保存データから作成。",
-        "total_label": "合計",
     },
 }
 
