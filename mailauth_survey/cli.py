@@ -580,6 +580,13 @@ def _check_cafile(ctx: click.Context, param: click.Parameter, value: str | None)
     "(needs the 'cluster' extra).",
 )
 @click.option(
+    "--cluster-wait",
+    type=click.FloatRange(0, 86_400),
+    default=60,
+    show_default=True,
+    help="With --cluster: seconds to wait for a first worker to join the scheduler.",
+)
+@click.option(
     "--mta-sts-policy/--no-mta-sts-policy",
     default=True,
     show_default=True,
@@ -653,6 +660,7 @@ def scan(
     dead_after,
     workers,
     cluster,
+    cluster_wait,
     mta_sts_policy,
     probe_smtp,
     ehlo_name,
@@ -694,6 +702,7 @@ def scan(
         dead_after=dead_after,
         workers=workers,
         cluster=cluster,
+        cluster_wait=cluster_wait,
         mta_sts_policy=mta_sts_policy,
         probe_smtp=probe_smtp,
         ehlo_name=ehlo_name,
