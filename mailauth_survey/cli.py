@@ -696,6 +696,11 @@ def scan(
 
     if retry_errors and not snapshot:
         raise click.UsageError("--retry-errors needs --snapshot LABEL")
+    if retry_errors and (lists or force):
+        raise click.UsageError(
+            "--retry-errors takes no LIST and no --force: it scans again the failed domains of "
+            "--snapshot, in place"
+        )
     if not lists and not retry_errors:
         raise click.UsageError("give at least one domain list")
     if cluster and workers > 1:
@@ -750,6 +755,7 @@ def scan(
 @click.option(
     "--snapshot",
     metavar="LABEL",
+    callback=_check_label,
     help="Snapshot to rebuild (default: the newest complete one).",
 )
 def reanalyze(directory, snapshot) -> None:
@@ -757,12 +763,11 @@ def reanalyze(directory, snapshot) -> None:
 
     Use it after an analysis fix: the verdicts change, the collected answers do not.
     """
+    from . import report
     from .analysis import reanalyze as run
 
-    if snapshot is None:
-        from . import report
-
-        snapshot = _reporting(lambda: report.resolve_snapshot(directory, None))
+    # (a named one is checked too: it exists in DIR, before anything is rewritten)
+    snapshot = _reporting(lambda: report.resolve_snapshot(directory, snapshot))
     try:
         n = run(directory, snapshot)
     except FileNotFoundError as exc:

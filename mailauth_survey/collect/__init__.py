@@ -299,12 +299,18 @@ def retry_errors(
     atomically, records first). Returns the updated manifest.
     """
     options = options or ScanOptions()
+    check_inputs([], options)
+    try:
+        store.check_label(label)
+    except ValueError as exc:
+        raise ScanError(str(exc)) from None
     snap = store.Snapshot(out, label)
     manifest = snap.read_manifest()
     if manifest is None:
         raise ScanError(f"no snapshot {label} in {out}")
     if not manifest.get("complete"):
         raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
+    check_resolvers_listen(options)
     parts = snap.domains.glob("part-*.parquet")
     progress = ScanCounters()
     todo: list[tuple[store.Location, list[str]]] = []
@@ -339,6 +345,11 @@ def retry_errors(
 
         for part, names in todo:
             results = await asyncio.gather(*(one(n) for n in names))
+            if not fleet.stats.replies:  # errors again, and the fleet's: nothing is replaced
+                raise NoResolverAnswering(
+                    f"no resolver answered any of {fleet.stats.queries} queries "
+                    f"({', '.join(fleet.names)})"
+                )
             _replace_in_part(snap, part.name, results)
 
     try:
