@@ -13,9 +13,17 @@ Attributes are imported on first use, so ``import mailauth_survey`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# The system allocator for Arrow, in a notebook as on the command line: the Parquet writer's C++
+# side allocates from the pool chosen when pyarrow loads (pa.set_memory_pool does not reach it),
+# and the system allocator gives freed buffers back where mimalloc keeps them per thread. Set here,
+# before anything of this package imports pyarrow, so `import mailauth_survey` first is enough;
+# a value the user set wins, and the --workers processes inherit it.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 _API = {
     "load": "report",

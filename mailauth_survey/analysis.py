@@ -185,7 +185,9 @@ def load_probes(
             if r["kind"] == KIND_POLICY and r["domain"]:
                 policies[r["domain"]] = from_row(r)
             elif r["kind"] == KIND_SMTP and r["host"]:
-                smtp[r["host"]].append(from_row(r))
+                # (a row with a domain is an opt-out's own ``skipped`` row: that domain's only)
+                key = f"{r['domain']}/{r['host']}" if r["domain"] else r["host"]
+                smtp[key].append(from_row(r))
     return policies, dict(smtp)
 
 
@@ -197,7 +199,11 @@ def domain_probes(
 ) -> DomainProbes:
     """The probes of one domain among a snapshot's (``smtp`` None: SMTP was not probed)."""
     hosts = (mx_hosts or [])[:MAX_MX_HOSTS]
-    found = None if smtp is None else [p for h in hosts for p in smtp.get(h, ())]
+    found = (
+        None
+        if smtp is None
+        else [p for h in hosts for p in smtp.get(f"{domain}/{h}") or smtp.get(h, ())]
+    )
     return DomainProbes(policies.get(domain), found)
 
 

@@ -91,3 +91,12 @@ class ScanDisplay:
             f"{manifest.get('bad_lines', 0):,}",
             highlight=False,
         )
+        skipped = manifest.get("probes_skipped") or {}
+        if skipped:
+            words = {"excluded domain": "opt-out", "non-global address": "non-global address"}
+            why = " · ".join(f"{words.get(k, k)} {n:,}" for k, n in skipped.items())
+            self.console.print(
+                f"{sum(skipped.values()):,} probes skipped ({why}); see --allow-private, --exclude",
+                highlight=False,
+                soft_wrap=True,
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,17 @@ def test_single_machine_path_does_not_import_distributed() -> None:
     code = "import sys, mailauth_survey.collect, mailauth_survey.cli; print('distributed' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("given", [None, "jemalloc"])
+def test_notebook_gets_the_clis_arrow_memory_pool(given) -> None:
+    """`import mailauth_survey` (as a notebook does, before pyarrow) chooses the system allocator,
+    as the CLI always did; a pool the user chose in the environment is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    code = "import mailauth_survey, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == (given or "system")

@@ -7,7 +7,7 @@ DKIM key tags and MTA-STS/TLS-RPT fields are case-sensitive, DMARC and BIMI tag 
 
 from __future__ import annotations
 
-from mailauth_survey.policies import bimi, dkim, dmarc, mta_sts, tlsrpt
+from mailauth_survey.policies import bimi, dkim, dmarc, mta_sts, spf, tlsrpt
 from mailauth_survey.policies._syntax import parse_tag_list
 from tests.test_policy_e2e import KEY  # a real 2048-bit RSA SubjectPublicKeyInfo
 
@@ -74,3 +74,21 @@ def test_rfc8461_3_2_mx_pattern_may_be_one_label_rfc5321_4_1_2() -> None:
     for bad in ("*", "*.", "mx_1", "-mx"):  # still LDH (RFC 5321 4.1.2 sub-domain)
         text = f"version: STSv1\nmode: enforce\nmx: {bad}\nmax_age: 86400\n"
         assert not mta_sts.parse_policy(text).valid, bad
+
+
+def test_rfc7208_12_qnum_and_cidr_lengths_have_no_leading_zeros() -> None:
+    """RFC 7208 12: qnum = DIGIT / %x31-39 DIGIT / "1" 2DIGIT / ...; ip6-cidr-length = "/"
+    ("0" / %x31-39 0*2DIGIT): "01" and "/0128" are not in the grammar (a permerror, 4.6)."""
+    assert spf.parse_record("v=spf1 ip4:192.168.01.1 -all").errors
+    assert spf.parse_record("v=spf1 ip6:2001:db8::/0128 -all").errors
+    assert not spf.parse_record("v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 a/0//0 -all").errors
+
+
+def test_rfc7208_12_domain_end_needs_a_toplabel_with_a_letter() -> None:
+    """RFC 7208 12: domain-end = ( "." toplabel [ "." ] ) / macro-expand, toplabel = ( *alphanum
+    ALPHA *alphanum ) / ...: a bare name or an all-digit last label is no domain-spec; the
+    labels before it are macro-literals, any visible character (%x21-24 / %x26-7E)."""
+    for bad in ("a:localhost", "a:example.123", "include:%{d}."):
+        assert spf.parse_record(f"v=spf1 {bad} -all").errors, bad
+    for good in ("a:1com.example.4x", "a:%{d}", "a:ex_ample.-foo.example.com", "a:x.example.com."):
+        assert not spf.parse_record(f"v=spf1 {good} -all").errors, good

@@ -115,3 +115,38 @@ def test_bad_opt_out_list_is_one_line_error(tmp_path) -> None:
     assert res.exit_code != 0
     assert "optout.txt" in res.stderr and "3" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_skipped_probes_are_counted_in_the_summary_and_an_smtp_opt_out_leaves_a_row(
+    tmp_path, nsd_factory
+) -> None:
+    """Every probe skipped (loopback addresses without --allow-private, an opt-out): the scan
+    says so, and the SMTP opt-out is in the probes table as the HTTPS one is (issue 20, 7)."""
+    from click.testing import CliRunner
+
+    from mailauth_survey.cli import main
+    from tests.nsd import zone
+
+    server = nsd_factory({"jp": zone("jp"), "example.jp": zone("example.jp", *ZONE_RECORDS)})
+    lst = write_list(tmp_path / "l.txt", NAMES)
+    optout = write_list(tmp_path / "optout.txt", ["redirect.example.jp"])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        main,
+        ["scan", str(lst), "--out", str(out), "--snapshot", "t", "--resolver", server.address,
+         "--probe-smtp", "--probe-timeout", "1", "--exclude", str(optout)],
+        terminal_width=100,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    p = pd.read_parquet(out / "probes")
+    assert set(p["status"]) == {"skipped"}
+    opted = p[(p["kind"] == "smtp") & (p["domain"] == "redirect.example.jp")]
+    assert list(opted["detail"]) == ["excluded domain"]
+    summary = [line for line in res.stderr.splitlines() if "probes skipped" in line]
+    assert len(summary) == 1, res.stderr
+    assert summary[0].startswith(f"{len(p)} probes skipped")
+    assert "non-global address" in summary[0] and "opt-out" in summary[0]
+    before = pd.read_parquet(out / "domains").set_index("domain").sort_index()
+    reanalyze(out, "t")  # the opt-out's own rows do not leak into other domains' verdicts
+    after = pd.read_parquet(out / "domains").set_index("domain").sort_index()
+    pd.testing.assert_frame_equal(before, after)

@@ -96,7 +96,8 @@ class Probing:
     """The probes beyond DNS one scan makes: MTA-STS policies over HTTPS, STARTTLS on port 25.
 
     SMTP hosts are probed once per scan (per process) however many domains share them; their
-    rows go to the probes table with the first domain that needed them.
+    rows go to the probes table with the first domain that needed them. A domain on the opt-out
+    list has its own ``skipped`` rows (with its name), as its HTTPS policy fetch has.
     """
 
     def __init__(self, settings: ProbeSettings, *, policy: bool, smtp: bool) -> None:
@@ -146,7 +147,9 @@ class Probing:
                 addresses = [ip for t in ("A", "AAAA") for ip in dns.get(host, t).rdata()]
                 probes = await self.prober.probe(host, addresses, domain)
                 smtp.extend(probes)
-                if not excluded and host not in self._emitted:
+                if excluded:  # the opt-out's own trace, named by domain; the host stays unprobed
+                    out.extend({**to_row(p), "domain": domain} for p in probes)
+                elif host not in self._emitted:
                     self._emitted.add(host)
                     out.extend(to_row(p) for p in probes)
         return DomainProbes(fetch, smtp), out
@@ -207,4 +210,3 @@ async def scan_domain(
         row.update(transport_columns(domain, row, probes))
     row["scanned_at"] = _ts(max(r[_QUERIED_AT] for r in records)) if records else None
     return row, records, probe_rows
-

@@ -65,7 +65,20 @@ def finish(
         status_counts=dict(sorted(counts.items())),
         bad_lines=counters.bad_lines,
         queries=asdict(stats),
+        probes_skipped=skipped_probes(snap.probes.glob("part-*.parquet")),
     )
+
+
+def skipped_probes(parts: Iterable[store.Location]) -> dict[str, int]:
+    """Probes not made, by reason (``non-global address``, ``excluded domain``...): a scan
+    that probed nothing must say so, not look like one that found nothing."""
+    counts: Counter = Counter()
+    for part in parts:
+        t = store.read_table(part, columns=["status", "detail"]).to_pydict()
+        counts.update(
+            d or "" for s, d in zip(t["status"], t["detail"], strict=True) if s == "skipped"
+        )
+    return dict(sorted(counts.items()))
 
 
 def add_retry(
