@@ -395,8 +395,15 @@ def _charts_module():  # type: ignore[no-untyped-def]
     type=click.Path(file_okay=False),
     help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
 )
-@_LANG
-def publish_command(directory, snapshot, out, lang) -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(["ja", "en"]),
+    default="en",
+    show_default=True,
+    help="Language of the whole page: labels, headings, footnotes, dates.",
+)
+@_INCOMPLETE
+def publish_command(directory, snapshot, out, lang, include_incomplete) -> None:
     """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
 
     FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
@@ -404,9 +411,12 @@ def publish_command(directory, snapshot, out, lang) -> None:
     """
 
     def run() -> object:
+        _charts_module()  # the page's charts: a one-line error when matplotlib is missing
         from . import publish
 
-        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+        return publish.publish(
+            directory, out, snapshot=snapshot, lang=lang, include_incomplete=include_incomplete
+        )["index"]
 
     click.echo(str(_reporting(run)))
 
@@ -580,6 +590,13 @@ def _check_cafile(ctx: click.Context, param: click.Parameter, value: str | None)
     "(needs the 'cluster' extra).",
 )
 @click.option(
+    "--cluster-wait",
+    type=click.FloatRange(0, 86_400),
+    default=60,
+    show_default=True,
+    help="With --cluster: seconds to wait for a first worker to join the scheduler.",
+)
+@click.option(
     "--mta-sts-policy/--no-mta-sts-policy",
     default=True,
     show_default=True,
@@ -653,6 +670,7 @@ def scan(
     dead_after,
     workers,
     cluster,
+    cluster_wait,
     mta_sts_policy,
     probe_smtp,
     ehlo_name,
@@ -678,6 +696,11 @@ def scan(
 
     if retry_errors and not snapshot:
         raise click.UsageError("--retry-errors needs --snapshot LABEL")
+    if retry_errors and (lists or force):
+        raise click.UsageError(
+            "--retry-errors takes no LIST and no --force: it scans again the failed domains of "
+            "--snapshot, in place"
+        )
     if not lists and not retry_errors:
         raise click.UsageError("give at least one domain list")
     if cluster and workers > 1:
@@ -694,6 +717,7 @@ def scan(
         dead_after=dead_after,
         workers=workers,
         cluster=cluster,
+        cluster_wait=cluster_wait,
         mta_sts_policy=mta_sts_policy,
         probe_smtp=probe_smtp,
         ehlo_name=ehlo_name,
@@ -731,6 +755,7 @@ def scan(
 @click.option(
     "--snapshot",
     metavar="LABEL",
+    callback=_check_label,
     help="Snapshot to rebuild (default: the newest complete one).",
 )
 def reanalyze(directory, snapshot) -> None:
@@ -738,12 +763,11 @@ def reanalyze(directory, snapshot) -> None:
 
     Use it after an analysis fix: the verdicts change, the collected answers do not.
     """
+    from . import report
     from .analysis import reanalyze as run
 
-    if snapshot is None:
-        from . import report
-
-        snapshot = _reporting(lambda: report.resolve_snapshot(directory, None))
+    # (a named one is checked too: it exists in DIR, before anything is rewritten)
+    snapshot = _reporting(lambda: report.resolve_snapshot(directory, snapshot))
     try:
         n = run(directory, snapshot)
     except FileNotFoundError as exc:

@@ -637,6 +637,10 @@ class Fleet:
                 if q.finished:  # (answered late while it waited)
                     resend.popleft()
                     continue
+                if now >= q.deadline:  # (waited for a place past its deadline)
+                    resend.popleft()
+                    self._give_up(q, now)
+                    continue
             elif ready:
                 q = ready[0]
             else:
