@@ -64,7 +64,8 @@ def check_inputs(paths: list[Path], options: ScanOptions) -> None:
     """
     for p in paths:
         if not p.is_file():
-            raise ScanError(f"cannot read domain list {p}: no such file")
+            why = "a folder, not a file" if p.is_dir() else "no such file"
+            raise ScanError(f"cannot read domain list {p}: {why}")
         try:
             check_text(p)
         except NotText as exc:
