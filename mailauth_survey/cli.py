@@ -395,8 +395,15 @@ def _charts_module():  # type: ignore[no-untyped-def]
     type=click.Path(file_okay=False),
     help="Folder for index.html, report.xlsx and the charts (PNG and SVG); created if missing.",
 )
-@_LANG
-def publish_command(directory, snapshot, out, lang) -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(["ja", "en"]),
+    default="en",
+    show_default=True,
+    help="Language of the whole page: labels, headings, footnotes, dates.",
+)
+@_INCOMPLETE
+def publish_command(directory, snapshot, out, lang, include_incomplete) -> None:
     """Write one self-contained HTML page of a snapshot in DIR, with its tables and charts.
 
     FOLDER/index.html needs nothing else to be read (no script, nothing fetched): it opens from
@@ -404,9 +411,12 @@ def publish_command(directory, snapshot, out, lang) -> None:
     """
 
     def run() -> object:
+        _charts_module()  # the page's charts: a one-line error when matplotlib is missing
         from . import publish
 
-        return publish.publish(directory, out, snapshot=snapshot, lang=lang)["index"]
+        return publish.publish(
+            directory, out, snapshot=snapshot, lang=lang, include_incomplete=include_incomplete
+        )["index"]
 
     click.echo(str(_reporting(run)))
 

@@ -500,29 +500,39 @@ def _transport(total: Mapping[str, Any], facts: Mapping[str, Any], lang: str) ->
     }
 
 
-def build(directory: str | Path, snapshot: str | None = None, lang: str = "en") -> Page:
+def build(
+    directory: str | Path,
+    snapshot: str | None = None,
+    lang: str = "en",
+    include_incomplete: bool = False,
+) -> Page:
     """The page, the tables and the charts of one snapshot, in memory.
 
     ``snapshot`` defaults to the newest complete one; the change is since the complete snapshot
     before it, and the trend is over every complete snapshot (incomplete ones are left out, with
-    the engine's warning naming them, once: the engine is asked several times).
+    the engine's warning naming them, once: the engine is asked several times), unless
+    ``include_incomplete``: then every snapshot counts.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        page = _build(directory, snapshot, lang)
+        page = _build(directory, snapshot, lang, include_incomplete)
     for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(message, category, stacklevel=2)
     return page
 
 
-def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
+def _build(
+    directory: str | Path, snapshot: str | None, lang: str, include_incomplete: bool
+) -> Page:
     from . import charts
 
     if lang not in report.LANGS:
         raise ReportError(f"unknown language {lang!r}: use ja or en")
-    label = report.resolve_snapshot(directory, snapshot)
+    label = report.resolve_snapshot(directory, snapshot, include_incomplete)
     order = report.snapshots(directory)
-    incomplete = [s for s in order if not report.is_complete(directory, s)]
+    incomplete = (
+        [] if include_incomplete else [s for s in order if not report.is_complete(directory, s)]
+    )
     complete = [s for s in order if s not in incomplete]
     earlier = [s for s in complete if order.index(s) < order.index(label)]
     previous = earlier[-1] if earlier else None
@@ -563,7 +573,7 @@ def _build(directory: str | Path, snapshot: str | None, lang: str) -> Page:
     sheets = {"category": category_table, PROVIDER_BY: provider_table}
     trend_labels = [s for s in complete if order.index(s) <= order.index(label)]
     if len(trend_labels) > 1:
-        trend = report.trend(directory, HEADLINE, lang=lang)
+        trend = report.trend(directory, HEADLINE, lang=lang, include_incomplete=include_incomplete)
         trend = trend[trend["snapshot"].isin(trend_labels)].reset_index(drop=True)
         sheets["trend"] = trend
         for metric in HEADLINE:
@@ -664,7 +674,11 @@ def _check_out(out: str | Path) -> Path:
 
 
 def publish(
-    directory: str | Path, out: str | Path, snapshot: str | None = None, lang: str = "en"
+    directory: str | Path,
+    out: str | Path,
+    snapshot: str | None = None,
+    lang: str = "en",
+    include_incomplete: bool = False,
 ) -> dict[str, Path]:
     """Write the page of one snapshot (default: the newest complete one) into ``out``.
 
@@ -672,7 +686,7 @@ def publish(
     input is checked and everything rendered before the folder is created or a file replaced.
     """
     out = _check_out(out)
-    page = build(directory, snapshot, lang)
+    page = build(directory, snapshot, lang, include_incomplete)
     files: dict[str, tuple[str, bytes | None]] = {
         "index": ("index.html", page.html.encode("utf-8")),
         "xlsx": ("report.xlsx", None),  # written by the engine's workbook writer

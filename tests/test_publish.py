@@ -503,6 +503,13 @@ def test_publish_a_named_snapshot_and_one_line_errors(results: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     page = (tmp_path / "q4" / "index.html").read_text(encoding="utf-8")
     assert "incomplete: 20 of 354 domains" in squash(page.replace('<p class="warn">', ""))
+    # --include-incomplete: the newest snapshot whatever its state, the trend over all four.
+    res = run_cli("publish", results, "--include-incomplete", "--out", tmp_path / "all")
+    assert res.exit_code == 0 and "left out" not in res.stderr, res.output
+    root = parse((tmp_path / "all" / "index.html").read_text(encoding="utf-8"))
+    assert "2024Q4" in squash(text(find(root, "h1")[0]))
+    note = squash(text(find(find(root, "section", id="trend")[0], "p", class_="note")[0]))
+    assert "2024Q1, 2024Q2, 2024Q3, 2024Q4." in note
     # Errors are one line, and nothing is written.
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
