@@ -237,6 +237,8 @@ def trend_figure(
         for i, group in enumerate([*groups, TOTAL]):
             rows = table[table[key] == group]
             xs = [x[s] for s in rows["snapshot"]]
+            if one:  # one snapshot: the groups side by side, so their whiskers do not overlap
+                xs = [v + (i - len(groups) / 2) * 0.045 for v in xs]
             ys = rows[column].astype(float).to_numpy()
             if group == TOTAL:
                 look: dict[str, object] = {"color": OKABE_ITO["black"], "linestyle": "-",
@@ -273,7 +275,7 @@ def trend_figure(
         ticks = [x[s] for s in labels]
         ax.set_xticks(ticks, labels)
         span = (max(ticks) - min(ticks)) or 1.0
-        pad = span * 0.08 if timed else 0.3
+        pad = span * 0.08 if timed and not one else 0.6 if one else 0.3
         ax.set_xlim(min(ticks) - pad, max(ticks) + pad)
         ax.set_ylim(bottom=0)
         ax.set_ylabel(denominator_text(metric, denominator, lang))

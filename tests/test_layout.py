@@ -13,6 +13,7 @@ does not make a dependency go away (the old ``collect`` <-> ``cluster`` cycle wa
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -201,3 +202,21 @@ def test_walker_finds_a_cycle_through_a_function_local_import(tmp_path) -> None:
         f"{PACKAGE}.collect.engine",
         f"{PACKAGE}.collect.cluster",
     }
+
+
+def test_readme_layout_table_names_every_module_and_folder() -> None:
+    """A newcomer reads the folder list from the README: every module and folder is in it."""
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Layout of the code", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([\w./]+)`", section))
+    missing = []
+    for path in sorted(ROOT.rglob("*")):
+        rel = path.relative_to(ROOT)
+        if "__pycache__" in rel.parts or path.name.startswith("."):
+            continue
+        if path.is_dir():
+            if f"{rel.as_posix()}/" not in named:
+                missing.append(f"{rel.as_posix()}/")
+        elif path.suffix == ".py" and path.stem not in named:
+            missing.append(rel.as_posix())
+    assert missing == []
