@@ -590,6 +590,13 @@ def _check_cafile(ctx: click.Context, param: click.Parameter, value: str | None)
     "(needs the 'cluster' extra).",
 )
 @click.option(
+    "--cluster-wait",
+    type=click.FloatRange(0, 86_400),
+    default=60,
+    show_default=True,
+    help="With --cluster: seconds to wait for a first worker to join the scheduler.",
+)
+@click.option(
     "--mta-sts-policy/--no-mta-sts-policy",
     default=True,
     show_default=True,
@@ -663,6 +670,7 @@ def scan(
     dead_after,
     workers,
     cluster,
+    cluster_wait,
     mta_sts_policy,
     probe_smtp,
     ehlo_name,
@@ -688,6 +696,11 @@ def scan(
 
     if retry_errors and not snapshot:
         raise click.UsageError("--retry-errors needs --snapshot LABEL")
+    if retry_errors and (lists or force):
+        raise click.UsageError(
+            "--retry-errors takes no LIST and no --force: it scans again the failed domains of "
+            "--snapshot, in place"
+        )
     if not lists and not retry_errors:
         raise click.UsageError("give at least one domain list")
     if cluster and workers > 1:
@@ -704,6 +717,7 @@ def scan(
         dead_after=dead_after,
         workers=workers,
         cluster=cluster,
+        cluster_wait=cluster_wait,
         mta_sts_policy=mta_sts_policy,
         probe_smtp=probe_smtp,
         ehlo_name=ehlo_name,
@@ -741,6 +755,7 @@ def scan(
 @click.option(
     "--snapshot",
     metavar="LABEL",
+    callback=_check_label,
     help="Snapshot to rebuild (default: the newest complete one).",
 )
 def reanalyze(directory, snapshot) -> None:
@@ -748,12 +763,11 @@ def reanalyze(directory, snapshot) -> None:
 
     Use it after an analysis fix: the verdicts change, the collected answers do not.
     """
+    from . import report
     from .analysis import reanalyze as run
 
-    if snapshot is None:
-        from . import report
-
-        snapshot = _reporting(lambda: report.resolve_snapshot(directory, None))
+    # (a named one is checked too: it exists in DIR, before anything is rewritten)
+    snapshot = _reporting(lambda: report.resolve_snapshot(directory, snapshot))
     try:
         n = run(directory, snapshot)
     except FileNotFoundError as exc:

@@ -261,7 +261,7 @@ def test_force_replaces_the_snapshot_and_leaves_nothing_beside_it(tmp_path, serv
 
 def test_readme_says_what_force_does() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "--force" in readme and "beside" in readme
+    assert "--force" in readme and "DIR/.rescan/LABEL" in readme
 
 
 # --- 6: charts in the base install ---------------------------------------------------------------
@@ -319,3 +319,50 @@ def test_ca_file_is_added_to_the_system_roots(tmp_path, served) -> None:
     )
     assert res.exit_code != 0 and "--ca-file" in _one_error_line(res.stderr)
     assert not (tmp_path / "o2").exists()
+
+
+# --- the other commands ---------------------------------------------------------------------------
+
+
+def test_reanalyze_checks_the_snapshot_before_it_rewrites_anything(tmp_path, served) -> None:
+    lst = write_list(tmp_path / "l.txt", NAMES)
+    out = tmp_path / "results"
+    base = ["--out", str(out), "--snapshot", "q", "--resolver", served.address, "--quiet"]
+    assert CliRunner().invoke(main, ["scan", str(lst), *base]).exit_code == 0
+    before = _tree(out)
+    for label, expected in (("../q", "--snapshot"), ("nope", "nope")):
+        res = CliRunner().invoke(main, ["reanalyze", str(out), "--snapshot", label])
+        assert res.exit_code != 0
+        assert expected in _one_error_line(res.stderr)
+    assert _tree(out) == before
+
+
+def test_retry_errors_refuses_lists_and_a_silent_fleet_replaces_nothing(
+    tmp_path, served, silent_resolver
+) -> None:
+    """--retry-errors ignored the LIST given with it; against a resolver that never replied it
+    replaced every failed domain's rows and records with new timeouts."""
+    from tests.fakedns import FakeDns
+
+    lst = write_list(tmp_path / "l.txt", [*NAMES, "quiet.jp"])
+    out = tmp_path / "results"
+    flaky = FakeDns("good", silent=("quiet.jp",))
+    try:
+        res = CliRunner().invoke(
+            main,
+            ["scan", str(lst), "--out", str(out), "--snapshot", "q", "--resolver", flaky.address,
+             "--timeout", "0.2", "--retries", "0", "--quiet"],
+        )  # fmt: skip
+    finally:
+        flaky.stop()
+    assert res.exit_code == 0, res.output
+    before = _tree(out)
+    retry = ["scan", "--out", str(out), "--snapshot", "q", "--retry-errors", "--quiet"]
+    res = CliRunner().invoke(main, [*retry[:1], str(lst), *retry[1:]])
+    assert res.exit_code != 0 and "--retry-errors takes no LIST" in _one_error_line(res.stderr)
+    res = CliRunner().invoke(
+        main, [*retry, "--resolver", silent_resolver, "--timeout", "0.2", "--retries", "0"]
+    )
+    assert res.exit_code != 0
+    assert "no resolver answered" in _one_error_line(res.stderr)
+    assert _tree(out) == before

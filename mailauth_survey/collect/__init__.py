@@ -5,7 +5,9 @@ the buckets scanned by this process (:mod:`.engine`), by ``--workers`` processes
 (:mod:`.workers`) or on a Dask cluster (:mod:`.cluster`); each domain is collected by
 :func:`.domain.scan_domain`. Memory stays at a few buckets whatever the list length, and a re-run
 skips the buckets already written. :func:`retry_errors` scans again the domains that ended in an
-error; :func:`reanalyze` rebuilds the verdicts from the stored answers with no network.
+error; :func:`reanalyze` rebuilds the verdicts from the stored answers with no network (it is
+the analysis's, defined in :mod:`mailauth_survey.analysis` and re-exported here: analysis cannot
+import this package, which imports analysis).
 
 This package is ``collect``, not ``scan``: ``mailauth_survey.scan`` is the public function, and
 a subpackage of that name would replace it as an attribute of ``mailauth_survey`` once imported.
@@ -64,7 +66,8 @@ def check_inputs(paths: list[Path], options: ScanOptions) -> None:
     """
     for p in paths:
         if not p.is_file():
-            raise ScanError(f"cannot read domain list {p}: no such file")
+            why = "a folder, not a file" if p.is_dir() else "no such file"
+            raise ScanError(f"cannot read domain list {p}: {why}")
         try:
             check_text(p)
         except NotText as exc:
@@ -138,8 +141,6 @@ def scan(
         raise ScanError(str(exc)) from None
     paths = [Path(p) for p in lists]
     check_inputs(paths, options)
-    if not options.cluster:  # (a cluster's workers may ask resolvers of their own)
-        check_resolvers_listen(options)
     shown = out  # messages name the folder as it was given
     try:
         out = store.location(out)
@@ -147,6 +148,33 @@ def scan(
         raise ScanError(f"output folder {shown}: {exc}") from None
     if out.process_local and (options.cluster or options.workers > 1):
         raise ScanError(f"{shown} is seen by this process only: no --workers or --cluster with it")
+    if not options.cluster:  # (a cluster's workers may ask resolvers of their own)
+        check_resolvers_listen(options)
+    dask = None
+    if options.cluster:  # the scheduler and a worker, before anything is written
+        from .cluster import connect
+
+        dask = connect(options.cluster, options.cluster_wait, on_error)
+    try:
+        return _checked_scan(paths, out, shown, label, options, force, on_error, on_progress, dask)
+    finally:
+        if dask is not None:
+            dask[0].close()
+            if dask[1] is not None:
+                dask[1].close()
+
+
+def _checked_scan(
+    paths: list[Path],
+    out: store.Location,
+    shown: object,
+    label: str,
+    options: ScanOptions,
+    force: bool,
+    on_error: Callable[[str], None],
+    on_progress: Callable[[ScanCounters], None] | None,
+    dask: tuple[Any, Any] | None,
+) -> dict[str, Any]:
     created = out.local and not os.path.lexists(out.path)
     try:
         out.mkdir()
@@ -157,7 +185,7 @@ def scan(
         why = getattr(exc, "strerror", None) or exc
         raise ScanError(f"output folder {shown} is not writable: {why}") from None
     try:
-        return _scan(paths, out, shown, label, options, force, on_error, on_progress)
+        return _scan(paths, out, shown, label, options, force, on_error, on_progress, dask)
     finally:
         if created:  # a scan refused before it wrote anything leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -173,6 +201,7 @@ def _scan(
     force: bool,
     on_error: Callable[[str], None],
     on_progress: Callable[[ScanCounters], None] | None,
+    dask: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     store.recover_rescan(out, label)  # a swap that a crash cut short is finished first
     inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
@@ -221,9 +250,11 @@ def _scan(
         done_parts = store.existing_parts(snap.domains)
         todo = [b for b in range(buckets) if spooling.part_name(b) not in done_parts]
         progress.total = sum(spooling.bucket_size(work, b) for b in range(buckets))
-        for b in range(buckets):
-            if spooling.part_name(b) in done_parts:
-                progress.skipped += store.num_rows(snap.domains / spooling.part_name(b))
+        done = [snap.domains / spooling.part_name(b) for b in range(buckets)]
+        done = [part for part in done if part.name in done_parts]
+        # A resume counts the whole snapshot, as the summary will: the statuses already stored too.
+        progress.by_status.update(manifests.status_counts(done))
+        progress.skipped = sum(progress.by_status.values())
         progress.done = progress.skipped
         manifest["resolvers"] = options.resolvers or system_resolvers()
         manifest["domains_listed"] = progress.total  # "incomplete: N of M domains" (report)
@@ -233,11 +264,10 @@ def _scan(
         if options.cluster:
             from .cluster import run_on_cluster
 
-            stats, shards = run_on_cluster(
-                options.cluster, label, todo, partial(spooling.bucket_domains, work), snap,
+            stats, manifest["shards"] = run_on_cluster(
+                dask[0], label, todo, partial(spooling.bucket_domains, work), snap,
                 progress, options, on_progress,
             )  # fmt: skip
-            manifest["shards"] = (previous or {}).get("shards", []) + shards
         elif pool is not None and len(todo) > 1:
             stats = pool.run(todo, progress, on_progress)
         else:
@@ -272,12 +302,18 @@ def retry_errors(
     atomically, records first). Returns the updated manifest.
     """
     options = options or ScanOptions()
+    check_inputs([], options)
+    try:
+        store.check_label(label)
+    except ValueError as exc:
+        raise ScanError(str(exc)) from None
     snap = store.Snapshot(out, label)
     manifest = snap.read_manifest()
     if manifest is None:
         raise ScanError(f"no snapshot {label} in {out}")
     if not manifest.get("complete"):
         raise ScanError(f"snapshot {label} is not complete; run the scan again to finish it first")
+    check_resolvers_listen(options)
     parts = snap.domains.glob("part-*.parquet")
     progress = ScanCounters()
     todo: list[tuple[store.Location, list[str]]] = []
@@ -312,6 +348,11 @@ def retry_errors(
 
         for part, names in todo:
             results = await asyncio.gather(*(one(n) for n in names))
+            if not fleet.stats.replies:  # errors again, and the fleet's: nothing is replaced
+                raise NoResolverAnswering(
+                    f"no resolver answered any of {fleet.stats.queries} queries "
+                    f"({', '.join(fleet.names)})"
+                )
             _replace_in_part(snap, part.name, results)
 
     try:

@@ -14,6 +14,7 @@ single-machine path imports this module.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -27,6 +28,39 @@ from .options import ScanCounters, ScanError, ScanOptions
 
 #: How often Dask may rerun a shard whose worker died before giving up on the scan.
 SHARD_RETRIES = 3
+#: Seconds to wait for the scheduler of ``--cluster tcp://...`` to answer.
+CONNECT_TIMEOUT = 10.0
+#: Where each finished shard leaves its record (beside the domains parts; pandas skips it), so
+#: the manifest lists every shard of every run, including runs that were killed.
+SHARDS_FOLDER = "_shards"
+
+
+class ShardCancelled(RuntimeError):
+    """The scan that wanted this shard is gone (ended, interrupted or killed): stop scanning."""
+
+
+def _still_wanted() -> Callable[[Any], None]:
+    """A progress callback for a shard task that raises ShardCancelled once the scheduler has
+    cancelled or released the task (its client was closed or died), checked twice a second."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        key = worker.get_current_task()
+    except (ImportError, ValueError):
+        return lambda _p: None
+    last = [time.monotonic()]
+
+    def check(_progress: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        ts = worker.state.tasks.get(key)
+        if ts is None or ts.state in ("cancelled", "released", "forgotten"):
+            raise ShardCancelled(f"shard task {key} was cancelled")
+
+    return check
 
 
 def _shard_task(
@@ -36,20 +70,22 @@ def _shard_task(
     options: ScanOptions,
     share: int,
 ) -> dict[str, Any]:
-    """Scan one shard inside a Dask worker; return its stats and where it ran.
+    """Scan one shard inside a Dask worker; record it beside the parts and return the record.
 
     ``snap`` pickles with its filesystem's storage options.
     """
     started = time.time()
     progress = ScanCounters()
-    stats = run_buckets([bucket], lambda _b: names, snap, progress, options, None, share)
+    stats = run_buckets(
+        [bucket], lambda _b: names, snap, progress, options, _still_wanted(), share
+    )
     try:
         from distributed import get_worker
 
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = socket.gethostname()
-    return {
+    record = {
         "shard": bucket,
         "domains": len(names),
         "worker": worker,
@@ -58,10 +94,30 @@ def _shard_task(
         "by_status": dict(progress.by_status),
         "stats": asdict(stats),
     }
+    shard_record(snap, bucket).write_bytes(json.dumps(record).encode())
+    return record
 
 
-def connect(address: str) -> tuple[Any, Any]:
-    """A Client for ``tcp://HOST:PORT``, or for a new LocalCluster of N processes (``local:N``)."""
+def shard_record(snap: store.Snapshot, bucket: int) -> store.Location:
+    return snap.domains / SHARDS_FOLDER / f"shard-{bucket:05d}.json"
+
+
+def shard_records(snap: store.Snapshot) -> list[dict[str, Any]]:
+    """Every shard recorded in the snapshot, by every run (without their counters)."""
+    out = []
+    for loc in (snap.domains / SHARDS_FOLDER).glob("shard-*.json"):
+        record = json.loads(loc.read_text())
+        record.pop("stats", None)
+        record.pop("by_status", None)
+        out.append(record)
+    return sorted(out, key=lambda r: r["shard"])
+
+
+def connect(address: str, wait: float, notify: Callable[[str], None]) -> tuple[Any, Any]:
+    """A Client for ``tcp://HOST:PORT`` with at least one worker, or for a new LocalCluster of N
+    processes (``local:N``). Done before the scan writes anything: an unreachable scheduler is a
+    ScanError after CONNECT_TIMEOUT s, a scheduler without workers one after ``wait`` s (said on
+    ``notify`` while it waits)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -75,18 +131,35 @@ def connect(address: str) -> tuple[Any, Any]:
             raise ScanError(
                 f"--cluster {address}: expected local:N with N a number of workers"
             ) from None
+        # No dashboard (bokeh), and the scheduler's own HTTP routes on a free loopback port:
+        # its default, 8787, warned "Port 8787 is already in use" though no one asked for it.
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )  # fmt: skip
         return Client(cluster), cluster
     try:
-        return Client(address, timeout=30), None
-    except (OSError, TimeoutError) as exc:
-        raise ScanError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        client = Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ScanError(
+            f"--cluster {address}: no Dask scheduler answered in {CONNECT_TIMEOUT:.0f} s ({why})"
+        ) from None
+    try:
+        if not client.nthreads():
+            notify(f"waiting up to {wait:.0f} s for a Dask worker to join the scheduler at {address}")
+            client.wait_for_workers(1, timeout=wait)
+    except (TimeoutError, OSError):
+        client.close()
+        raise ScanError(
+            f"--cluster {address}: no worker joined the scheduler in {wait:.0f} s; start "
+            f"'dask worker {address}' on the scanning machines (or raise --cluster-wait)"
+        ) from None
+    return client, None
 
 
 def run_on_cluster(
-    address: str,
+    client: Any,
     label: str,
     todo: list[int],
     names_of: Callable[[int], list[str]],
@@ -95,46 +168,52 @@ def run_on_cluster(
     options: ScanOptions,
     on_progress: Callable[[ScanCounters], None] | None,
 ) -> tuple[Stats, list[dict[str, Any]]]:
-    """Submit one task per shard and wait for all; return merged stats and the shard list."""
+    """Run one task per shard, at most one per worker thread present at the start; return the
+    merged stats and the record of every shard of the snapshot (this run's and earlier ones').
+
+    The caps stay true whatever joins later: each task gets 1/slots of ``--qps`` and
+    ``--concurrency``, and no more than ``slots`` tasks are submitted at once (a worker that joins
+    later is not used; one that leaves lowers the rate). Every task still pending or running is
+    cancelled when this returns or raises (a running one stops at its next progress check).
+    """
     from distributed import as_completed
 
-    client, cluster = connect(address)
+    slots = max(1, sum(client.nthreads().values()))
+    waiting = iter(todo)
+    futures: list[Any] = []
+    running = as_completed()
+
+    def submit_next() -> None:
+        b = next(waiting, None)
+        if b is None:
+            return
+        fut = client.submit(
+            _shard_task, b, names_of(b), snap, options, slots,
+            key=f"mailauth-survey-{label}-shard-{b:05d}", pure=False, retries=SHARD_RETRIES,
+        )  # fmt: skip
+        futures.append(fut)
+        running.add(fut)
+
+    total = Stats()
     try:
-        slots = max(1, sum(client.nthreads().values()))
-        futures = [
-            client.submit(
-                _shard_task,
-                b,
-                names_of(b),
-                snap,
-                options,
-                slots,
-                key=f"mailauth-survey-{label}-shard-{b:05d}",
-                pure=False,
-                retries=SHARD_RETRIES,
-            )  # fmt: skip
-            for b in todo
-        ]
-        total = Stats()
-        shards: list[dict[str, Any]] = []
-        for fut in as_completed(futures):
+        for _ in range(slots):
+            submit_next()
+        for fut in running:
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 - a shard that failed every retry
                 raise ScanError(
                     f"a shard failed on the cluster: {exc}; run the same command again to resume"
                 ) from None
+            submit_next()
             total.merge(result.pop("stats"))
-            by_status = result.pop("by_status")
             progress.done += result["domains"]
-            progress.by_status.update(by_status)
+            progress.by_status.update(result.pop("by_status"))
             progress.queries = total.queries
-            shards.append(result)
             if on_progress is not None:
                 on_progress(progress)
-        shards.sort(key=lambda r: r["shard"])
-        return total, shards
+        return total, shard_records(snap)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending)

@@ -21,6 +21,7 @@ class ScanOptions:
     payload: int = 1232
     workers: int = 1  # processes; each runs its own event loop and fleet
     cluster: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or local:N
+    cluster_wait: float = 60.0  # seconds to wait for a first worker to join the scheduler
     dead_after: float = 45.0  # seconds of silence from every resolver that stop the scan
     # Transport security probes beyond DNS (never to non-global addresses unless allow_private).
     mta_sts_policy: bool = True  # fetch https://mta-sts.<domain>/.well-known/mta-sts.txt

@@ -137,12 +137,13 @@ class Workers:
         channel, claims = self.channel, self.claims
         total = Stats()
         base = progress.done  # (domains skipped on resume)
+        base_status = Counter(progress.by_status)  # (and their statuses: the whole snapshot)
         others = {"done": 0, "status": Counter(), "queries": [0] * n, "finished": 0}
         mine = ScanCounters()
 
         def publish() -> None:
             progress.done = base + mine.done + others["done"]
-            progress.by_status = mine.by_status + others["status"]
+            progress.by_status = base_status + mine.by_status + others["status"]
             progress.queries = mine.queries + sum(others["queries"])
             if on_progress is not None:
                 on_progress(progress)
