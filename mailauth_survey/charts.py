@@ -524,6 +524,8 @@ def figure(
         raise ReportError(f"unknown language {lang!r}: use ja or en")
     if metric is not None and kind not in ("trend", "providers", "map"):
         raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
+    if by is not None and kind in ("policy", "adoption"):
+        raise ReportError(f"--by applies to the trend, providers and map charts, not {kind}")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     if kind != "providers" and (top is not None or min_domains is not None):

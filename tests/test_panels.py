@@ -287,3 +287,12 @@ def test_the_panel_alone_gives_47_rows_and_the_total(scanned) -> None:
     expected = expected_counts(truth)["total"]
     total = table[table["prefecture"] == "total"].iloc[0]
     assert all(total[m] == expected[m] for m in METRICS)
+
+
+def test_chart_refuses_by_where_the_chart_has_fixed_rows(scanned, tmp_path) -> None:
+    out, _ = scanned
+    res = CliRunner().invoke(
+        main,
+        ["chart", str(out), "--kind", "policy", "--by", "kind", "--out", str(tmp_path / "p.png")],
+    )
+    assert res.exit_code != 0 and "--by applies to" in res.output
