@@ -344,8 +344,12 @@ class Upstream:
                 data = sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionRefusedError:
+                # (read here, the ICMP error would not reach the transport's error_received)
+                self.fleet._on_refused(self)
+                return
             except OSError:
-                return  # (ICMP errors: the retry logic handles them)
+                return  # (other ICMP errors: the retry logic handles them)
             on_datagram(data)
 
     def sample(self, rtt: float, floor: float, cap: float) -> None:
