@@ -166,3 +166,49 @@ def test_progress_on_a_resume_counts_the_whole_snapshot(
     assert last.done == last.total == len(NAMES)
     assert dict(last.by_status) == again["status_counts"]
     assert sum(last.by_status.values()) == len(NAMES)
+
+
+def test_workers_joining_later_never_run_more_shards_than_the_caps_were_split_for(
+    tmp_path, nsd_factory, monkeypatch
+) -> None:
+    """--qps and --concurrency were split by the workers present at the start, and every shard
+    submitted at once: a worker that joined later ran shards beside them, each with a whole
+    share of the caps. Now no more shards run at once than there were worker threads at the
+    start (the shard records' times show it)."""
+    import threading
+
+    monkeypatch.setattr("mailauth_survey.collect.spool.BUCKET_BYTES", 300)
+    server = nsd_factory(_population())
+    lst = write_list(tmp_path / "list.txt", NAMES)
+    out = tmp_path / "out"
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )  # fmt: skip
+    client = distributed.Client(cluster)
+    try:
+        opts = ScanOptions(resolvers=[server.address], qps=100, cluster=cluster.scheduler_address)
+        result: dict = {}
+        t = threading.Thread(
+            target=lambda: result.update(m=scan([lst], out, snapshot="q", options=opts))
+        )
+        t.start()
+        ddir = store.Snapshot(out, "q").domains
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ddir.glob("part-*.parquet"):
+            time.sleep(0.05)
+        cluster.scale(2)  # a second worker joins mid-scan
+        client.wait_for_workers(2, timeout=60)
+        t.join(300)
+        assert not t.is_alive() and "m" in result
+    finally:
+        client.close()
+        cluster.close()
+    shards = result["m"]["shards"]
+    assert len(shards) == result["m"]["buckets"] > 3
+    events = sorted([(s["started"], 1) for s in shards] + [(s["finished"], -1) for s in shards])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 1  # one worker thread at the start: one shard at a time, all the caps its

@@ -261,7 +261,7 @@ def test_force_replaces_the_snapshot_and_leaves_nothing_beside_it(tmp_path, serv
 
 def test_readme_says_what_force_does() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "--force" in readme and "beside" in readme
+    assert "--force" in readme and "DIR/.rescan/LABEL" in readme
 
 
 # --- 6: charts in the base install ---------------------------------------------------------------

@@ -90,7 +90,8 @@ def load_exclusions(path: str | Path) -> tuple[frozenset[str], tuple[IPNetwork, 
         except BadName as exc:
             bad.append(f"line {number}: {exc}")
     if bad:
-        raise ValueError(f"{path}: not a domain or network: " + "; ".join(bad))
+        more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""  # (one line, however many)
+        raise ValueError(f"{path}: not a domain or network: " + "; ".join(bad[:3]) + more)
     return frozenset(domains), tuple(networks)
 
 
