@@ -139,7 +139,7 @@ def n_text(n: int, metric: str, denominator: str, lang: str) -> str:
 def _denominator_n(row: pd.Series, metric: str, denominator: str) -> int:
     """The n of a row's share: domains that exist, with MX, or listed (errors)."""
     if metric in ERROR_METRICS:
-        return report._listed(row)
+        return report.listed_domains(row)
     return int(row["has_mx"] if denominator == "mx" else row["domains"])
 
 
@@ -161,7 +161,7 @@ def _footnote_text(
 
 
 def _small(n: object) -> bool:
-    return not report._null(n) and int(n) < report.SMALL_GROUP  # type: ignore[call-overload]
+    return not report.is_null(n) and int(n) < report.SMALL_GROUP  # type: ignore[call-overload]
 
 
 def category_style(group: str, position: int) -> dict[str, object]:
@@ -252,7 +252,7 @@ def trend_figure(
             name = (
                 rows["label"].iloc[0] if "label" in rows else report.group_label(group, key, lang)
             )
-            legend = f"{name} (n={int(n):,})" if n is not None and not report._null(n) else name
+            legend = f"{name} (n={int(n):,})" if n is not None and not report.is_null(n) else name
             if small and small[-1]:
                 legend += " †"
             ax.plot(xs, ys, label=legend, linewidth=0 if one else width, markersize=size,
@@ -524,6 +524,8 @@ def figure(
         raise ReportError(f"unknown language {lang!r}: use ja or en")
     if metric is not None and kind not in ("trend", "providers", "map"):
         raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
+    if by is not None and kind in ("policy", "adoption"):
+        raise ReportError(f"--by applies to the trend, providers and map charts, not {kind}")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     if kind != "providers" and (top is not None or min_domains is not None):

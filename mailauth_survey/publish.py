@@ -5,9 +5,10 @@ is drawn as paths, no script, no font or image fetched), so it opens from a USB 
 attachment. Beside it: ``report.xlsx`` (the tables) and every chart of the page as PNG and SVG.
 
 The figures are the report engine's: each table is `report.report` rendered as JSON by
-`report.render` (the rows `report --format json` prints), the charts are `charts`' figures, the
-methods come from the manifest. Nothing here computes a share; this module chooses, formats and
-lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
+`report.render` (the rows `report --format json` prints), the change since the previous complete
+snapshot and whether it is beyond the noise are `report.changes`, the charts are `charts`'
+figures, the workbook is `report.write_workbook`, the methods are `report.methods` (the
+manifest). Nothing here computes a share; this module chooses, formats and lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
 from `TEXT` (or the engine's labels) in the language asked for.
 """
 
@@ -131,7 +132,6 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "Status",
         "count": "Domains",
         "generated": "Made by mailauth-survey {version} from the snapshot's stored data.",
-        "total_label": "Total",
     },
     "ja": {
         "title": ".jp ドメインの送信ドメイン認証 導入状況",
@@ -165,9 +165,9 @@ TEXT: dict[str, dict[str, str]] = {
         "trend": "推移",
         "trend_caption": "{metric}の推移（種別ごと）",
         "policy_caption": "種別ごとの DMARC ポリシー",
-        "providers_caption": "MX 事業者ごとの{metric}",
-        "trend_note": "完全なスナップショットすべて: {labels}。",
-        "trend_left_out": "未完了のため除外: {labels}。",
+        "providers_caption": "MX 事業者ごとの {metric}",
+        "trend_note": "完全なスナップショットすべて：{labels}。",
+        "trend_left_out": "未完了のため除外：{labels}。",
         "trend_single": "完全なスナップショットが 1 つ（{label}）しかないため、推移はまだ示せません。",
         "policy": "DMARC ポリシーの内訳",
         "policy_note": "有効な DMARC レコードを持つドメインに適用されるポリシーを、存在するドメインに占める"
@@ -178,7 +178,7 @@ TEXT: dict[str, dict[str, str]] = {
         "transport": "通信経路の暗号化",
         "transport_none": "このスナップショットでは通信経路の暗号化（MTA-STS ポリシー、STARTTLS、DANE、"
         "DNSSEC）を測定していません（{why}）。",
-        "transport_some": "このスナップショットで未測定: {metrics}（{why}）。",
+        "transport_some": "このスナップショットで未測定：{metrics}（{why}）。",
         "measured_of": "{n} 件中 {k} 件を測定",
         "not_measured": "未測定",
         "methods": "調査方法",
@@ -186,7 +186,7 @@ TEXT: dict[str, dict[str, str]] = {
         "m_scan": "調査期間",
         "m_scan_value": "{start}〜{end}",
         "m_domains": "ドメイン数",
-        "m_domains_value": "調査対象 {listed} ドメイン。最終状態の内訳:",
+        "m_domains_value": "調査対象 {listed} ドメイン。最終状態の内訳：",
         "m_resolvers": "リゾルバー",
         "m_validation": "DNSSEC 検証",
         "m_validated": "リゾルバーが応答を検証（AD フラグ）",
@@ -209,7 +209,6 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "状態",
         "count": "ドメイン数",
         "generated": "mailauth-survey {version} により、スナップショットの保存データから作成。",
-        "total_label": "合計",
     },
 }
 

@@ -3,9 +3,11 @@
 Notebooks use the same functions as the command line::
 
     from mailauth_survey import report
-    df = report.load("results")                      # every snapshot, one row per domain
+    df = report.load("results")                      # every complete snapshot, a row per domain
     table = report.adoption(report.load("results", "2024-06-01"))
-    table = report.adoption(df, by="mx_provider", top=10)
+    table = report.adoption(df, by="mx_provider", top=10)   # rows per snapshot, never pooled
+    report.report("results", by="mx_provider,category")    # what `report --format json` prints
+    report.methods("results")                        # the manifest's facts (the methods block)
     report.trend("results", ["dmarc_valid"])         # one row per snapshot and category
     report.diff("results", "2024-03-01", "2024-06-01")
 
@@ -14,7 +16,14 @@ percentages, always with the same denominators so that they compare across rows 
 
 * ``<metric>_pct``: of ``domains`` (the group's domains with ``status == ok``);
 * ``<metric>_mx_pct``: of ``has_mx`` (the ok domains with a real exchange), the numerator being
-  restricted to those domains too, so it never exceeds 100 (the WIDE/JPRS "÷ domains with MX").
+  restricted to those domains too, so it never exceeds 100 (the WIDE/JPRS "÷ domains with MX");
+* each with its 95% Wilson score interval, ``_pct_lo``/``_pct_hi`` and ``_mx_pct_lo``/``_mx_pct_hi``.
+
+Not measured is not zero: `PARTIAL_METRICS` (``mta_sts_enforce``, ``mta_sts_mismatch``,
+``starttls``, ``dane``, ``dnssec``) carry ``<metric>_measured`` (domains with a definite value), and
+their count and shares are null for a group where it is 0 (no ``--probe-smtp``, the policy fetch
+off, a resolver that set no AD flag). Every row carries ``snapshot`` and ``label`` (the group's
+name in the language asked).
 
 A domain whose status is not ``ok`` counts only in its error metric: it is in no other numerator
 nor denominator, so a timeout never reads as "no SPF". The error metrics (``nxdomain``,
@@ -34,7 +43,9 @@ Where SPEC.md leaves room, the definitions are:
 * ``mta_sts``, ``tlsrpt``, ``bimi``: the record's status is ``valid``; ``bimi_declined``: the
   domain publishes a BIMI declination (``bimi_status == "declined"``, SPEC.md), shown in its own
   row because it is a record but not adoption;
-* ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce``;
+* ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce`` whose
+  patterns match every MX host; ``mta_sts_mismatch``: a valid policy in ``enforce`` or ``testing``
+  that some MX host does not match (RFC 8461 senders would refuse that mail when enforced);
   ``starttls``: every MX address that spoke SMTP did STARTTLS (only with ``--probe-smtp``);
   ``dane``: every MX host has a validated, usable TLSA RRset; ``dnssec``: the apex answers were
   validated (AD from a validating resolver). Unprobed or unknown is never counted as "no";
@@ -42,11 +53,14 @@ Where SPEC.md leaves room, the definitions are:
   denominator, as SPEC.md fixes it to ``status == ok``, and counts in no metric of that record.
 
 Groups: ``by="category"`` gives the categories that have at least one listed domain, in
-`domains.CATEGORIES` order. ``by="mx_provider"`` or ``"dns_provider"`` gives the ``top`` providers
-(default 20) with the most ``domains`` (ties by name), then ``other`` (every smaller provider
-together) and ``none`` (domains without a provider: no MX, no name servers, or not resolved);
-provider names are registrable domains, so they never clash with these words. A ``total`` row ends
-every table. The group key is in a column named as ``by``.
+`domains.CATEGORIES` order. ``by="mx_provider"`` or ``"dns_provider"`` gives the providers with at
+least ``min_domains`` domains (default: 10 or 0.5% of the domains that exist), at most ``top``
+(default 15), largest first (ties by name), then ``self-hosted`` (the exchange or name server is
+under the domain's own registrable domain), ``other`` (every smaller provider together) and
+``none`` (domains without a provider: no MX, no name servers, or not resolved); provider names are
+registrable domains, so they never clash with these words. Any other column (a list's own) groups
+by its values. Two keys cross. A ``total`` row ends every table. The group key is in a column
+named as ``by``.
 """
 
 from __future__ import annotations
@@ -1069,10 +1083,10 @@ def changes(table_a: pd.DataFrame, table_b: pd.DataFrame) -> pd.DataFrame:
     for m in METRICS:
         if m == "domains":
             continue
-        den_a = _listed(ta) if m in ERROR_METRICS else int(ta["domains"])
-        den_b = _listed(tb) if m in ERROR_METRICS else int(tb["domains"])
+        den_a = listed_domains(ta) if m in ERROR_METRICS else int(ta["domains"])
+        den_b = listed_domains(tb) if m in ERROR_METRICS else int(tb["domains"])
         ka, kb = ta[m], tb[m]
-        if _null(ka) or _null(kb):
+        if is_null(ka) or is_null(kb):
             p = np.nan
         else:
             p = float(two_proportion_p(int(ka), den_a, int(kb), den_b))
@@ -1403,12 +1417,13 @@ def to_csv(df: pd.DataFrame) -> str:
     return rounded.to_csv(index=False, lineterminator="\n")
 
 
-def _null(value: Any) -> bool:
+def is_null(value: Any) -> bool:
+    """None, pandas' NA or NaN: a figure that was not measured (never 0)."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _pct(value: Any) -> str:
-    return "—" if _null(value) else f"{value:.1f}%"
+    return "—" if is_null(value) else f"{value:.1f}%"
 
 
 def terminal_width() -> int:
@@ -1439,30 +1454,31 @@ def _cell(
 ) -> str:
     """One metric of one group: "count share" (and "[lo–hi]" with ci); "—" when not measured."""
     if metric == "_listed":
-        return f"{_listed(row):,}"
+        return f"{listed_domains(row):,}"
     count = row[metric]
-    if _null(count):
+    if is_null(count):
         return UNMEASURED[lang]
     if metric == "domains":
         return f"{int(count):,}"
     column = f"{metric}_pct"
     if denominator == "mx" and metric not in ERROR_METRICS and metric not in _OF_DOMAINS:
         column = f"{metric}_mx_pct"
-        if not _null(row[column]) and not _null(row["has_mx"]):
+        if not is_null(row[column]) and not is_null(row["has_mx"]):
             count = round(row[column] * row["has_mx"] / 100)  # the count among MX domains
     text = f"{int(count):,} {_pct(row[column])}"
-    if ci and not _null(row.get(f"{column}_lo")):
+    if ci and not is_null(row.get(f"{column}_lo")):
         text += f" [{row[f'{column}_lo']:.1f}–{row[f'{column}_hi']:.1f}]"
     return text
 
 
-def _listed(row: Mapping[str, Any]) -> int:
+def listed_domains(row: Mapping[str, Any]) -> int:
+    """A table row's listed domains: those that exist and those that ended in an error."""
     return int(row["domains"]) + sum(int(row[m]) for m in ERROR_METRICS)
 
 
 def _measured_cell(row: Mapping[str, Any], metric: str, lang: str) -> str:
     k, n = row.get(f"{metric}_measured"), row["domains"]
-    if _null(k):
+    if is_null(k):
         return ""
     return TEXT[lang]["measured_cell"].format(k=f"{int(k):,}", n=f"{int(n):,}")
 
@@ -1488,7 +1504,7 @@ def _people_rows(
             label = TEXT[lang]["listed"] if m == "_listed" else metric_label(m, lang)
             rows.append([label, *(_cell(r, m, denominator, ci, lang) for r in records)])
             partly = [
-                not _null(r.get(f"{m}_measured"))
+                not is_null(r.get(f"{m}_measured"))
                 and 0 < int(r[f"{m}_measured"]) < int(r["domains"])
                 for r in records
             ]
@@ -1518,8 +1534,8 @@ def _footnotes(
         notes.append(t["small_note"].format(n=SMALL_GROUP))
     reasons: dict[str, list[str]] = {}
     for m in metrics:
-        if m in PARTIAL_METRICS and any(_null(r.get(m)) for r in records):
-            snap = next((r.get("snapshot") for r in records if _null(r.get(m))), None)
+        if m in PARTIAL_METRICS and any(is_null(r.get(m)) for r in records):
+            snap = next((r.get("snapshot") for r in records if is_null(r.get(m))), None)
             why = unmeasured_reason(m, facts.get(snap) if snap in facts else None, lang)
             reasons.setdefault(why, []).append(metric_label(m, lang))
     if reasons:
@@ -1807,7 +1823,7 @@ def render_trend(
                     cells.append("")
                     continue
                 small = (
-                    "domains" in r and not _null(r["domains"]) and int(r["domains"]) < SMALL_GROUP
+                    "domains" in r and not is_null(r["domains"]) and int(r["domains"]) < SMALL_GROUP
                 )
                 any_small |= small
                 cells.append(_cell(r, metric, denominator, ci, lang) + (" †" if small else ""))
@@ -1902,10 +1918,10 @@ def _diff_tables(
     for r in result["changes"].to_dict("records"):
         m = r["metric"]
         noise = "" if r["beyond_noise"] is None else d["yes"] if r["beyond_noise"] else d["no"]
-        change = "—" if _null(r["change_points"]) else f"{r['change_points']:+.1f}"
+        change = "—" if is_null(r["change_points"]) else f"{r['change_points']:+.1f}"
         gained = f"{len(result['gained'][m]):,}" if m in result["gained"] else ""
         lost = f"{len(result['lost'][m]):,}" if m in result["lost"] else ""
-        if _null(r["a_pct"]) or _null(r["b_pct"]):
+        if is_null(r["a_pct"]) or is_null(r["b_pct"]):
             gained = lost = "—" if m in result["gained"] else ""
         rows.append(
             [metric_label(m, lang), _pct(r["a_pct"]), _pct(r["b_pct"]), change, noise, gained, lost]

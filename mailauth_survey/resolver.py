@@ -225,7 +225,7 @@ class _Query:
         "qname", "qtype", "target", "batch", "index", "attempt", "attempts", "tried",
         "upstream", "qid", "gen", "sent", "when", "records", "seen", "rtt", "transport",
         "failure", "first_ad", "resolver", "key", "finished", "question", "earlier",
-        "holding", "rto", "deadline", "resend_at", "bonus",
+        "holding", "rto", "deadline", "resend_at", "bonus", "queued",
     )  # fmt: skip
 
     def __init__(self, qname: str, qtype: str, batch: _Batch, index: int, when: float) -> None:
@@ -258,6 +258,7 @@ class _Query:
         self.deadline = 0.0  # first send of the step + the fleet's timeout
         self.resend_at = 0.0  # when the next attempt is due
         self.bonus = 0  # attempts allowed beyond retries + 1 (a SERVFAIL asked again)
+        self.queued = False  # waiting in the fleet's retransmission queue
 
 
 class Upstream:
@@ -343,8 +344,12 @@ class Upstream:
                 data = sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionRefusedError:
+                # (read here, the ICMP error would not reach the transport's error_received)
+                self.fleet._on_refused(self)
+                return
             except OSError:
-                return  # (ICMP errors: the retry logic handles them)
+                return  # (other ICMP errors: the retry logic handles them)
             on_datagram(data)
 
     def sample(self, rtt: float, floor: float, cap: float) -> None:
@@ -636,9 +641,11 @@ class Fleet:
                 q = resend[0]
                 if q.finished:  # (answered late while it waited)
                     resend.popleft()
+                    q.queued = False
                     continue
                 if now >= q.deadline:  # (waited for a place past its deadline)
                     resend.popleft()
+                    q.queued = False
                     self._give_up(q, now)
                     continue
             elif ready:
@@ -651,6 +658,7 @@ class Fleet:
                     break
                 self._tokens -= 1.0
             (resend if resend else ready).popleft()
+            q.queued = False
             up = self._pick(q.tried)
             if q.attempt:
                 stats.retransmits += 1
@@ -765,13 +773,14 @@ class Fleet:
                 self._at(q.resend_at, q)
                 return
             if q.deadline - now >= q.rto / 2:
-                self._resend.append(q)
-                self._dispatch_soon()
+                self._queue_resend(q)
                 return
         self._at(q.deadline, q)
 
-    def _resend_later(self, q: _Query) -> None:
-        if not q.finished:
+    def _queue_resend(self, q: _Query) -> None:
+        """Queue the next attempt of ``q`` (once: a timer and a SERVFAIL may both ask)."""
+        if not q.finished and not q.queued:
+            q.queued = True
             self._resend.append(q)
             self._dispatch_soon()
 
@@ -819,9 +828,9 @@ class Fleet:
             q.failure = SERVFAIL
             stats.servfail_retries += 1
             if len(self.upstreams) > 1:
-                self._resend.append(q)
+                self._queue_resend(q)
             elif now + SERVFAIL_PAUSE < q.deadline:
-                self._loop.call_later(SERVFAIL_PAUSE, self._resend_later, q)
+                self._loop.call_later(SERVFAIL_PAUSE, self._queue_resend, q)
             else:
                 self._step_done(q, resp, now)
             self._dispatch_soon()

@@ -5,10 +5,10 @@ to its query) and the answer section as presentation-format records. This module
 between the network and the data model; it raises :class:`WireError` on anything malformed so
 that junk replies are counted and retried, never stored.
 
-Why hand-written: dnspython's message parser costs ~250 µs per reply, far too slow for the
-scanner's target rate. This reader decodes only what is needed, with small decoders for the
-record types the survey asks for, and renders every record byte for byte as dnspython's
-``rrset.to_text()`` would (the stored format predates this module). Anything unusual in the
+Why hand-written: dnspython's message parser is too slow for the scanner's target rate
+(``benchmarks/wire_bench.py``). This reader decodes only what is needed, with small decoders for
+the record types the survey asks for, and renders every record byte for byte as dnspython's
+``rrset.to_text()`` would, so the records table keeps dnspython's format. Anything unusual in the
 answer section -- other record types, other classes -- is handed to dnspython one record at a
 time, so exotic data costs time but never changes the output. ``tests/test_wire.py`` checks the
 equivalence differentially against dnspython.
@@ -263,7 +263,7 @@ def _parse(data: bytes) -> Response:
 def _response(
     qid: int, flags: int, ext_rcode: int, qname: str, qtype: str, records: tuple[str, ...]
 ) -> Response:
-    # (positional: half the cost of keywords, once per reply)
+    # (positional arguments: cheaper than keywords, once per reply)
     rcode = _rcode_name((flags & 0xF) | ext_rcode)
     return Response(qid, rcode, bool(flags & _TC), bool(flags & _AD), qname, qtype, records)
 

@@ -2,7 +2,7 @@
 
 - The pure modules never reach the network: verdicts are pure functions of stored answers.
 - No import cycle inside the package.
-- No private name (``_x``) imported from another of the package's modules.
+- No private name (``_x``) of another of the package's modules imported or used.
 
 Both walk every import statement of a module, function-local ones included: a function-local
 import runs whenever its function is called, so it reaches the network (or closes a cycle of
@@ -13,6 +13,7 @@ does not make a dependency go away (the old ``collect`` <-> ``cluster`` cycle wa
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -144,18 +145,28 @@ def test_the_package_has_no_import_cycle() -> None:
     assert find_cycle(graph()) is None
 
 
-def test_no_private_name_is_imported_across_modules() -> None:
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_private_name_is_used_across_modules() -> None:
+    """Neither ``from .x import _y`` nor ``x._y`` with ``x`` one of the package's modules."""
+    modules = module_files()
+    stems = {name.rpartition(".")[2] for name in modules}
     found = []
-    for name, path in module_files().items():
+    for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (
                 node.level or (node.module or "").split(".")[0] == PACKAGE
             ):
-                found += [
-                    f"{name}: {a.name}"
-                    for a in node.names
-                    if a.name.startswith("_") and not a.name.startswith("__")
-                ]
+                found += [f"{name}: import {a.name}" for a in node.names if _private(a.name)]
+            elif (
+                isinstance(node, ast.Attribute)
+                and _private(node.attr)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in stems
+            ):
+                found.append(f"{name}: {node.value.id}.{node.attr}")
     assert found == []
 
 
@@ -201,3 +212,21 @@ def test_walker_finds_a_cycle_through_a_function_local_import(tmp_path) -> None:
         f"{PACKAGE}.collect.engine",
         f"{PACKAGE}.collect.cluster",
     }
+
+
+def test_readme_layout_table_names_every_module_and_folder() -> None:
+    """A newcomer reads the folder list from the README: every module and folder is in it."""
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Layout of the code", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([\w./]+)`", section))
+    missing = []
+    for path in sorted(ROOT.rglob("*")):
+        rel = path.relative_to(ROOT)
+        if "__pycache__" in rel.parts or path.name.startswith("."):
+            continue
+        if path.is_dir():
+            if f"{rel.as_posix()}/" not in named:
+                missing.append(f"{rel.as_posix()}/")
+        elif path.suffix == ".py" and path.stem not in named:
+            missing.append(rel.as_posix())
+    assert missing == []

@@ -275,3 +275,24 @@ def test_the_people_table_says_how_shared_domains_are_counted(scanned) -> None:
     assert "once in the total" in text
     res = CliRunner().invoke(main, ["report", str(out), "--by", "prefecture"])
     assert "several groups" not in res.output  # one prefecture per domain
+
+
+def test_the_panel_alone_gives_47_rows_and_the_total(scanned) -> None:
+    out, pop = scanned
+    df = ms.load(out)
+    panel = df[df["domain"].isin({r["domain"] for r in pop.panel})]
+    table = ms.adoption(panel, by="prefecture")
+    assert list(table["prefecture"]) == [ja for _, ja, _ in PREFECTURES] + ["total"]
+    truth = {d: pop.truth[d] for d in panel["domain"]}
+    expected = expected_counts(truth)["total"]
+    total = table[table["prefecture"] == "total"].iloc[0]
+    assert all(total[m] == expected[m] for m in METRICS)
+
+
+def test_chart_refuses_by_where_the_chart_has_fixed_rows(scanned, tmp_path) -> None:
+    out, _ = scanned
+    res = CliRunner().invoke(
+        main,
+        ["chart", str(out), "--kind", "policy", "--by", "kind", "--out", str(tmp_path / "p.png")],
+    )
+    assert res.exit_code != 0 and "--by applies to" in res.output

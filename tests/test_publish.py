@@ -293,6 +293,25 @@ def test_page_names_no_resource_to_fetch_and_no_script(sites: dict[str, Path]) -
         assert all(u.startswith("#") for u in re.findall(r"url\(\s*['\"]?([^)'\"]*)", html))
         for font in ("Hiragino", "Yu Gothic", "Meiryo", "Noto Sans CJK JP", "IPAexGothic"):
             assert font in styles
+        # Each inline chart refers only to its own definitions (glyphs, clip paths): ids are
+        # unique on the page and every #reference of a chart is an id inside that chart.
+        ids = [n["attrs"]["id"] for n in walk(root) if "id" in n["attrs"]]
+        assert len(ids) == len(set(ids))
+        charts = find(root, "svg", class_="chart")
+        assert len(charts) == len(publish.CHART_FILES)
+        for svg in charts:
+            own = {n["attrs"]["id"] for n in walk(svg) if "id" in n["attrs"]}
+            refs = set()
+            for n in walk(svg):
+                for value in n["attrs"].values():
+                    refs |= set(re.findall(r"url\(#([^)]+)\)", value or ""))
+                    if (
+                        value
+                        and value.startswith("#")
+                        and not re.fullmatch(r"#[0-9a-fA-F]{3,8}", value)
+                    ):
+                        refs.add(value[1:])
+            assert refs and refs <= own, refs - own
 
 
 # --- in the browser ----------------------------------------------------------------------------

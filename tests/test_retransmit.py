@@ -154,3 +154,23 @@ async def test_lame_domain_costs_its_apex_queries_only(nsd, fault_proxy) -> None
     assert {r["attempts"] for r in lame_records} == {3}
     assert sum(n for (name, _), n in proxy.seen.items() if name.endswith("lame.jp")) == 9
     assert lame["spf_status"] == "temperror" and lame["dkim_selectors"] is None
+
+
+async def test_sweep_drain_passes_port_unreachable_on() -> None:
+    """The sweep reads the sockets itself; an ICMP port unreachable it reads there must still
+    set the resolver aside (the transport's error_received never sees it then)."""
+    import time
+
+    from tests.nsd import free_port
+
+    port = free_port()  # nothing listens there
+    fleet = Fleet([f"127.0.0.1:{port}"], timeout=1.0, retries=0)
+    try:
+        await fleet.open()
+        up = fleet.upstreams[0]
+        up.sock.send(b"\x00" * 12)
+        time.sleep(0.1)  # (blocking: the loop does not read the error first)
+        up.drain()
+        assert up.refused and up.down_until > 0
+    finally:
+        fleet.close()

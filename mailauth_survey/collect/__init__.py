@@ -5,7 +5,9 @@ the buckets scanned by this process (:mod:`.engine`), by ``--workers`` processes
 (:mod:`.workers`) or on a Dask cluster (:mod:`.cluster`); each domain is collected by
 :func:`.domain.scan_domain`. Memory stays at a few buckets whatever the list length, and a re-run
 skips the buckets already written. :func:`retry_errors` scans again the domains that ended in an
-error; :func:`reanalyze` rebuilds the verdicts from the stored answers with no network.
+error; :func:`reanalyze` rebuilds the verdicts from the stored answers with no network (it is
+the analysis's, defined in :mod:`mailauth_survey.analysis` and re-exported here: analysis cannot
+import this package, which imports analysis).
 
 This package is ``collect``, not ``scan``: ``mailauth_survey.scan`` is the public function, and
 a subpackage of that name would replace it as an attribute of ``mailauth_survey`` once imported.

@@ -71,13 +71,9 @@ async def open_scanner(
 def _tune_gc() -> None:
     """Collect cyclic garbage rarely: a scan allocates millions of short-lived acyclic objects.
 
-    With the default thresholds the collector ran a full pass over the scan's live objects (its
-    held buckets and its cache) dozens of times per 10,000 domains: a third of the CPU.
-    What was loaded before the scan is frozen out of the collector's sight. A young-generation
-    pass walks every young object still alive (the in-flight domains' state, ~600 ns each, cache
-    misses mostly), so fewer, larger passes cost less: the scan makes almost no cyclic garbage
-    (tests check that an SPF walk and an answered query leave none), so the threshold does not
-    hold memory back.
+    What was loaded before the scan is frozen out of the collector's sight, and young passes are
+    few and large: each walks every young object still alive, and the scan makes almost no cyclic
+    garbage (tested), so the threshold does not hold memory back. See docs/design.md.
     """
     gc.collect()
     gc.freeze()
@@ -95,8 +91,9 @@ def run_buckets(
 ) -> Stats:
     """Scan the ``todo`` buckets in this process, on its own event loop."""
 
-    # The system allocator gives freed Parquet buffers back; mimalloc (pyarrow's default) keeps
-    # them per thread, which showed as ~25% more peak RSS in a scan.
+    # The system allocator gives freed Parquet buffers back; mimalloc keeps them per thread.
+    # (What pyarrow allocates from C++ follows ARROW_DEFAULT_MEMORY_POOL: see the package's
+    # __init__.)
     pa.set_memory_pool(pa.system_memory_pool())
     _tune_gc()
 
@@ -110,8 +107,7 @@ def run_buckets(
     with event_loop_runner() as runner:
         stats = runner.run(run())
     # What the scan leaves (the process's parse and name caches) lives until exit: frozen, the
-    # interpreter's collections at exit do not walk it. They took ~0.5 s after a 100,000-domain
-    # scan, with the other cores idle.
+    # interpreter's collections at exit do not walk it (on the scan's critical path).
     gc.freeze()
     return stats
 

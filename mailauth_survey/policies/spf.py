@@ -878,7 +878,7 @@ def _walk_top(walker: _Walker, name: str, rec: SpfRecord, shared: bool) -> str:
 
 #: Outcomes of a record's evaluation that depend on the answers it read alone, by record text:
 #: (the answers read, in order; the outcome). The big providers' includes recur across
-#: thousands of domains: evaluating them again for each was a tenth of a scan's instructions.
+#: thousands of domains (docs/design.md, the SPF memo).
 #: An outcome is reused for another domain with the same record only when that domain's
 #: answers to the same names are the same, read in the same order as the evaluation itself
 #: would read them (the same answers in, the same steps taken, the same names asked next, so
