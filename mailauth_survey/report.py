@@ -3,9 +3,11 @@
 Notebooks use the same functions as the command line::
 
     from mailauth_survey import report
-    df = report.load("results")                      # every snapshot, one row per domain
+    df = report.load("results")                      # every complete snapshot, a row per domain
     table = report.adoption(report.load("results", "2024-06-01"))
-    table = report.adoption(df, by="mx_provider", top=10)
+    table = report.adoption(df, by="mx_provider", top=10)   # rows per snapshot, never pooled
+    report.report("results", by="mx_provider,category")    # what `report --format json` prints
+    report.methods("results")                        # the manifest's facts (the methods block)
     report.trend("results", ["dmarc_valid"])         # one row per snapshot and category
     report.diff("results", "2024-03-01", "2024-06-01")
 
@@ -14,7 +16,14 @@ percentages, always with the same denominators so that they compare across rows 
 
 * ``<metric>_pct``: of ``domains`` (the group's domains with ``status == ok``);
 * ``<metric>_mx_pct``: of ``has_mx`` (the ok domains with a real exchange), the numerator being
-  restricted to those domains too, so it never exceeds 100 (the WIDE/JPRS "÷ domains with MX").
+  restricted to those domains too, so it never exceeds 100 (the WIDE/JPRS "÷ domains with MX");
+* each with its 95% Wilson score interval, ``_pct_lo``/``_pct_hi`` and ``_mx_pct_lo``/``_mx_pct_hi``.
+
+Not measured is not zero: `PARTIAL_METRICS` (``mta_sts_enforce``, ``mta_sts_mismatch``,
+``starttls``, ``dane``, ``dnssec``) carry ``<metric>_measured`` (domains with a definite value), and
+their count and shares are null for a group where it is 0 (no ``--probe-smtp``, the policy fetch
+off, a resolver that set no AD flag). Every row carries ``snapshot`` and ``label`` (the group's
+name in the language asked).
 
 A domain whose status is not ``ok`` counts only in its error metric: it is in no other numerator
 nor denominator, so a timeout never reads as "no SPF". The error metrics (``nxdomain``,
@@ -34,7 +43,9 @@ Where SPEC.md leaves room, the definitions are:
 * ``mta_sts``, ``tlsrpt``, ``bimi``: the record's status is ``valid``; ``bimi_declined``: the
   domain publishes a BIMI declination (``bimi_status == "declined"``, SPEC.md), shown in its own
   row because it is a record but not adoption;
-* ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce``;
+* ``mta_sts_enforce``: a valid MTA-STS policy (fetched over HTTPS) in mode ``enforce`` whose
+  patterns match every MX host; ``mta_sts_mismatch``: a valid policy in ``enforce`` or ``testing``
+  that some MX host does not match (RFC 8461 senders would refuse that mail when enforced);
   ``starttls``: every MX address that spoke SMTP did STARTTLS (only with ``--probe-smtp``);
   ``dane``: every MX host has a validated, usable TLSA RRset; ``dnssec``: the apex answers were
   validated (AD from a validating resolver). Unprobed or unknown is never counted as "no";
@@ -42,11 +53,14 @@ Where SPEC.md leaves room, the definitions are:
   denominator, as SPEC.md fixes it to ``status == ok``, and counts in no metric of that record.
 
 Groups: ``by="category"`` gives the categories that have at least one listed domain, in
-`domains.CATEGORIES` order. ``by="mx_provider"`` or ``"dns_provider"`` gives the ``top`` providers
-(default 20) with the most ``domains`` (ties by name), then ``other`` (every smaller provider
-together) and ``none`` (domains without a provider: no MX, no name servers, or not resolved);
-provider names are registrable domains, so they never clash with these words. A ``total`` row ends
-every table. The group key is in a column named as ``by``.
+`domains.CATEGORIES` order. ``by="mx_provider"`` or ``"dns_provider"`` gives the providers with at
+least ``min_domains`` domains (default: 10 or 0.5% of the domains that exist), at most ``top``
+(default 15), largest first (ties by name), then ``self-hosted`` (the exchange or name server is
+under the domain's own registrable domain), ``other`` (every smaller provider together) and
+``none`` (domains without a provider: no MX, no name servers, or not resolved); provider names are
+registrable domains, so they never clash with these words. Any other column (a list's own) groups
+by its values. Two keys cross. A ``total`` row ends every table. The group key is in a column
+named as ``by``.
 """
 
 from __future__ import annotations

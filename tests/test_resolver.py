@@ -181,3 +181,24 @@ async def test_answered_queries_are_not_kept_for_their_timeout(fake) -> None:
     assert [lk.answer.rcode for lk in found] == ["NOERROR"] * 20
     assert pending == 20  # the entries are still there, until their deadline
     assert alive == []
+
+
+async def test_port_unreachable_everywhere_fails_every_lookup_at_once() -> None:
+    """ICMP port unreachable (ECONNREFUSED on the connected socket) from every resolver before
+    any reply: nothing listens there. Every lookup fails with NoResolverAnswering, those asked
+    later too, instead of each ending as a TIMEOUT after all its attempts."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    fleet = Fleet([closed], timeout=30.0, retries=2)
+    try:
+        with pytest.raises(NoResolverAnswering, match="connection refused"):
+            await asyncio.gather(*(fleet.resolve(f"d{i}.jp", "MX") for i in range(5)))
+        with pytest.raises(NoResolverAnswering):
+            await fleet.resolve("later.jp", "MX")
+        with pytest.raises(NoResolverAnswering):
+            fleet.check_alive()
+    finally:
+        fleet.close()
