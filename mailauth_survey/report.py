@@ -88,6 +88,7 @@ from .metrics import (
     METRICS,
     PARTIAL_METRICS,
     PROVIDER_GROUPINGS,
+    TABLE_ONLY,
 )
 from .prefectures import prefecture_code
 
@@ -1720,9 +1721,11 @@ def render(
         fixed = [c for c in table.columns if c in ("snapshot", "label") or c in keys]
         keep = metric_columns(dict.fromkeys(["domains", *chosen]))  # domains: the n of shares
         table = table[fixed + [c for c in keep if c in table.columns]]
-    if fmt == "json":
-        return json.dumps(to_records(table), ensure_ascii=False, indent=2) + "\n"
-    if fmt == "csv":
+    if fmt in ("json", "csv"):
+        hidden = [m for m in TABLE_ONLY if not metrics or m not in metrics]
+        table = table.drop(columns=metric_columns(hidden), errors="ignore")
+        if fmt == "json":
+            return json.dumps(to_records(table), ensure_ascii=False, indent=2) + "\n"
         return to_csv(table)
     facts = _facts_of(table, facts)
     labels = list(dict.fromkeys(table["snapshot"])) if "snapshot" in table.columns else [None]

@@ -338,7 +338,8 @@ def test_report_json_rows(results: Path) -> None:
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output)
     assert [r["category"] for r in rows] == ["co", "lg", "general", "total"]
-    assert set(rows[0]) == {"snapshot", "category", "label", *report.metric_columns(report.METRICS)}
+    spec = [m for m in report.METRICS if m not in report.TABLE_ONLY]
+    assert set(rows[0]) == {"snapshot", "category", "label", *report.metric_columns(spec)}
     co = rows[0]
     assert (co["domains"], co["spf_valid"], co["dmarc_valid"], co["timeout"]) == (4, 4, 3, 3)
     assert co["dmarc_valid_pct"] == 75.0 and co["timeout_mx_pct"] is None
@@ -439,3 +440,33 @@ def test_bimi_declination_is_its_own_row_not_adoption(tmp_path: Path) -> None:
     for lang, label in (("en", "BIMI declined"), ("ja", "BIMI 辞退")):
         out = run_cli("report", tmp_path, "--lang", lang).output
         assert label in out, out
+
+
+#: SPEC.md "Metrics": the metric names that `report --format json` keys are made of.
+SPEC_METRICS = ["domains", "has_mx", "null_mx", "spf_valid", "spf_permerror", "spf_all_fail", "spf_all_softfail", "spf_all_neutral", "spf_all_pass", "spf_all_none", "dmarc_valid", "dmarc_invalid", "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing", "dmarc_rua", "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi", "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec", "nxdomain", "servfail", "timeout", "refused", "error"]
+SPEC_PARTIAL = ("starttls", "dane", "dnssec", "mta_sts_enforce", "mta_sts_mismatch")
+
+
+def test_json_and_csv_keys_are_exactly_specs(tmp_path: Path) -> None:
+    """SPEC.md: JSON keys are exactly the metric names, their _pct, _mx_pct, _lo/_hi and
+    _measured companions, the grouping key, label and snapshot. `bimi_declined` is a row of the
+    people's table only, unless asked for by name."""
+    rows = [
+        row("b1.co.jp", "co", **mail("google.com"), bimi_status="valid"),
+        row("b2.co.jp", "co", **mail("google.com"), bimi_status="declined"),
+    ]
+    write_snapshot(tmp_path, "2024-06-01", rows)
+    expected = {"category", "label", "snapshot"}
+    for m in SPEC_METRICS:
+        expected |= {m, f"{m}_pct", f"{m}_pct_lo", f"{m}_pct_hi"}
+        expected |= {f"{m}_mx_pct", f"{m}_mx_pct_lo", f"{m}_mx_pct_hi"}
+        if m in SPEC_PARTIAL:
+            expected.add(f"{m}_measured")
+    records = json.loads(run_cli("report", tmp_path, "--format", "json").output)
+    assert all(set(r) == expected for r in records), set(records[0]) ^ expected
+    header = run_cli("report", tmp_path, "--format", "csv").output.splitlines()[0]
+    assert set(header.split(",")) == expected
+    asked = json.loads(
+        run_cli("report", tmp_path, "--format", "json", "--metric", "bimi_declined").output
+    )
+    assert asked[-1]["bimi_declined"] == 1
