@@ -443,7 +443,14 @@ def test_bimi_declination_is_its_own_row_not_adoption(tmp_path: Path) -> None:
 
 
 #: SPEC.md "Metrics": the metric names that `report --format json` keys are made of.
-SPEC_METRICS = ["domains", "has_mx", "null_mx", "spf_valid", "spf_permerror", "spf_all_fail", "spf_all_softfail", "spf_all_neutral", "spf_all_pass", "spf_all_none", "dmarc_valid", "dmarc_invalid", "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing", "dmarc_rua", "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi", "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec", "nxdomain", "servfail", "timeout", "refused", "error"]
+SPEC_METRICS = (
+    "domains", "has_mx", "null_mx", "spf_valid", "spf_permerror", "spf_all_fail",
+    "spf_all_softfail", "spf_all_neutral", "spf_all_pass", "spf_all_none", "dmarc_valid",
+    "dmarc_invalid", "dmarc_none", "dmarc_quarantine", "dmarc_reject", "dmarc_enforcing",
+    "dmarc_rua", "dkim_domainkey", "dkim_selector", "mta_sts", "tlsrpt", "bimi",
+    "mta_sts_enforce", "mta_sts_mismatch", "starttls", "dane", "dnssec", "nxdomain", "servfail",
+    "timeout", "refused", "error",
+)  # fmt: skip
 SPEC_PARTIAL = ("starttls", "dane", "dnssec", "mta_sts_enforce", "mta_sts_mismatch")
 
 
