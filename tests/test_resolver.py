@@ -94,7 +94,7 @@ async def test_nxdomain_kept_apart(fake) -> None:
 
 async def test_dead_member_set_aside_and_load_moves(fake, silent_resolver) -> None:
     good = fake("good")
-    fleet = Fleet([silent_resolver, good.address], timeout=1.0, retries=3, down_threshold=2)
+    fleet = Fleet([silent_resolver, good.address], timeout=3.0, retries=3, down_threshold=2)
     try:
         results = await asyncio.gather(*(fleet.resolve(f"d{i}.jp", "MX") for i in range(60)))
     finally:
