@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailauth_survey.policies.apex import MAX_MX_HOSTS
 from mailauth_survey.probes.results import (
     STARTTLS_COLUMNS,
     PolicyFetch,
@@ -611,6 +612,29 @@ def test_starttls_columns_unreachable_addresses_do_not_count():
         _p(address="192.0.2.4", status="smtp-error"),
     ]
     assert starttls_columns(["mx1.example.jp"], probes)["starttls"] is True
+
+
+def test_starttls_an_mx_host_that_could_not_be_asked_is_unknown_not_yes():
+    """"Every MX did STARTTLS" in three values: a host none of whose addresses spoke SMTP
+    (unreachable, timed out, or no address found: no probe at all) leaves the domain unknown,
+    never a yes; a host that answered without STARTTLS still makes it a no."""
+    hosts = ["mx1.example.jp", "mx2.example.jp"]
+    unreachable = [_p(), _p(host="mx2.example.jp", address="192.0.2.9", status="timeout")]
+    assert starttls_columns(hosts, unreachable) == dict.fromkeys(STARTTLS_COLUMNS) | {
+        "starttls_cert_valid": True
+    }
+    assert starttls_columns(hosts, [_p()])["starttls"] is None  # mx2: address lookup failed
+    three = [*hosts, "mx3.example.jp"]
+    refused = [_p(), _p(host="mx3.example.jp", status="no-starttls")]
+    assert starttls_columns(three, refused)["starttls"] is False
+
+
+def test_starttls_judges_the_mx_hosts_that_are_probed():
+    """The probes ask the first MAX_MX_HOSTS exchanges (as DANE reads them); an eleventh that
+    was never asked does not make the domain unknown."""
+    hosts = [f"mx{i}.example.jp" for i in range(MAX_MX_HOSTS + 1)]
+    probes = [_p(host=h) for h in hosts[:MAX_MX_HOSTS]]
+    assert starttls_columns(hosts, probes)["starttls"] is True
 
 
 @pytest.mark.parametrize(

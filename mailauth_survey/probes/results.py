@@ -18,6 +18,7 @@ from typing import Any
 
 from ..answers import normalize_name
 from ..policies import mta_sts
+from ..policies.apex import MAX_MX_HOSTS
 from ..store import PROBES_COLUMNS
 
 
@@ -112,25 +113,34 @@ _SPOKE_SMTP = frozenset({"ok", "no-starttls", "tls-error"})
 def starttls_columns(mx_hosts: list[str] | None, probes: Iterable[SmtpProbe]) -> dict[str, Any]:
     """The STARTTLS columns of one domain from the stored probes of its MX hosts (pure).
 
-    ``starttls``: True when every probed MX address that spoke SMTP (``ok``, ``no-starttls``,
-    ``tls-error``) advertised STARTTLS and completed a handshake; False when one did not; null
-    when none spoke SMTP (not probed, skipped, unreachable, timed out: unknown, never "no").
-    ``starttls_cert_valid``: every completed handshake showed a valid chain, a matching name and
-    an unexpired certificate; null without a handshake. ``tls_versions``: the distinct versions
-    negotiated, sorted; null when ``starttls`` is.
+    An MX host's addresses that spoke SMTP (``ok``, ``no-starttls``, ``tls-error``) judge it:
+    yes when each did STARTTLS with a completed handshake, no when one did not, unknown when
+    none spoke (not probed, skipped, unreachable, no address). ``starttls`` is the conjunction
+    over the hosts (the first :data:`MAX_MX_HOSTS`, as probed) in three values: False when a
+    host is no, True only when every host is yes, otherwise null: a host that could not be
+    asked is never counted as a yes. ``starttls_cert_valid``: every completed handshake showed
+    a valid chain, a matching name and an unexpired certificate; null without a handshake.
+    ``tls_versions``: the distinct versions negotiated, sorted; null when ``starttls`` is.
     """
     out: dict[str, Any] = dict.fromkeys(STARTTLS_COLUMNS)
     if not mx_hosts:
         return out
-    hosts = {normalize_name(h) for h in mx_hosts}
-    spoke = [p for p in probes if normalize_name(p.host) in hosts and p.status in _SPOKE_SMTP]
-    if not spoke:
-        return out
+    hosts = [normalize_name(h) for h in mx_hosts[:MAX_MX_HOSTS]]
+    spoke_by_host: dict[str, list[SmtpProbe]] = {h: [] for h in hosts}
+    for p in probes:
+        host = normalize_name(p.host)
+        if host in spoke_by_host and p.status in _SPOKE_SMTP:
+            spoke_by_host[host].append(p)
+    spoke = [p for ps in spoke_by_host.values() for p in ps]
     shook = [p for p in spoke if p.status == "ok"]
-    out["starttls"] = len(shook) == len(spoke)
-    out["tls_versions"] = sorted({p.tls_version for p in shook if p.tls_version})
     if shook:
         out["starttls_cert_valid"] = all(p.cert_ok for p in shook)
+    if len(shook) < len(spoke):
+        out["starttls"] = False
+    elif all(spoke_by_host.values()):
+        out["starttls"] = True
+    if out["starttls"] is not None:
+        out["tls_versions"] = sorted({p.tls_version for p in shook if p.tls_version})
     return out
 
 
