@@ -811,14 +811,16 @@ class Fleet:
         stats = self.stats
         if up is q.upstream and qid == q.qid:
             sent = q.sent
+            self._forget(q)
         else:
-            # A reply to an earlier attempt: the one that was only slow, not lost.
+            # A reply to an earlier attempt: the one that was only slow, not lost. Every
+            # attempt is forgotten (the latest too) before this one becomes the query's.
             stats.late_replies += 1
             sent = next(s for u, i, s in q.earlier if u is up and i == qid)
+            self._forget(q)
             q.upstream, q.qid, q.sent = up, qid, sent
         up.sample(now - sent, RTO_FLOOR, self._rto_cap)
         up.rto = self._clamp(up.rto)
-        self._forget(q)
         self._last_reply = now
         up.note_reply()
         stats.replies += 1

@@ -61,6 +61,37 @@ async def test_late_reply_to_the_first_attempt_completes_the_query(nsd, fault_pr
     assert proxy.seen[("a.jp", 15)] == lk.attempts
 
 
+async def test_replies_to_every_attempt_after_a_late_one_completed_the_query(
+    nsd, fault_proxy
+) -> None:
+    """The reply to attempt 1 completes the query; the replies to attempts 2 and 3 come after.
+
+    Every attempt leaves the resolver's ID map when the query ends, so the later replies are
+    junk (a second reply), not a crash of the loop's reader: an exception there skipped the rest
+    of the sweep (the due checks and the dispatch) and left attempts in the map for good.
+    """
+    import asyncio
+
+    proxy = fault_proxy(nsd.address, {"a.jp": "delay:0.5"})
+    fleet = Fleet([proxy.address], timeout=0.8, retries=2)
+    errors: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        lk = await fleet.resolve("a.jp", "MX")
+        sent = proxy.seen[("a.jp", 15)]
+        await asyncio.sleep(0.5 + 0.3)  # every reply to every attempt has come by now
+        fleet._tick()  # a sweep reads what the socket holds
+    finally:
+        fleet.close()
+        loop.set_exception_handler(None)
+    assert lk.answer.rcode == "NOERROR" and lk.attempts == sent >= 2
+    assert errors == []
+    assert fleet.upstreams[0].pending == {}
+    assert fleet.stats.late_replies == 1 and fleet.stats.junk == sent - 1
+    assert fleet.stats.by_rcode == {"NOERROR": 1}
+
+
 async def test_lost_datagram_is_sent_again_to_another_resolver(nsd, fault_proxy) -> None:
     dropping = fault_proxy(nsd.address, {"jp": "drop"})
     good = fault_proxy(nsd.address)
