@@ -14,7 +14,7 @@ class ScanError(RuntimeError):
 @dataclass
 class ScanOptions:
     resolvers: list[str] = field(default_factory=list)
-    qps: float = 2000
+    qps: float = 2500
     concurrency: int = 512
     timeout: float = 2.5
     retries: int = 2
