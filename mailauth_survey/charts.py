@@ -90,7 +90,7 @@ _TEXT = {
     "en": {
         "trend": "{metric} by {by}, {first} – {last}",
         "trend_one": "{metric} by {by}, {first}",
-        "policy": "DMARC policy by category, {snapshot}",
+        "policy": "DMARC policy by {by}, {snapshot}",
         "adoption": "Adoption by mechanism, all domains, {snapshot}",
         "providers": "{metric} at the {n} largest {by}s, {snapshot}",
         "mx_provider": "MX provider",
@@ -108,7 +108,7 @@ _TEXT = {
     "ja": {
         "trend": "{metric}の推移（{by}ごと、{first}〜{last}）",
         "trend_one": "{metric}（{by}ごと、{first}）",
-        "policy": "種別ごとの DMARC ポリシー（{snapshot}）",
+        "policy": "{by}ごとの DMARC ポリシー（{snapshot}）",
         "adoption": "送信ドメイン認証技術の導入状況（全ドメイン、{snapshot}）",
         "providers": "{by}上位 {n} 社の{metric}（{snapshot}）",
         "mx_provider": "MX 事業者",
@@ -281,15 +281,20 @@ def trend_figure(
         ax.set_ylabel(denominator_text(metric, denominator, lang))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        shown_by = {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
-            key, _TEXT[lang].get(key, key)
-        )
+        shown_by = _by_text(key, lang)
         text = title or _TEXT[lang]["trend_one" if one else "trend"].format(
             metric=report.metric_label(metric, lang), by=shown_by, first=labels[0], last=labels[-1]
         )
         set_title(ax, text, denominator_text(metric, denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any_small, ci))
         return fig
+
+
+def _by_text(key: str, lang: str) -> str:
+    """A grouping's name in a title: category, a provider kind, or a list column as named."""
+    return {"en": {"category": "category"}, "ja": {"category": "種別"}}[lang].get(
+        key, _TEXT[lang].get(key, key)
+    )
 
 
 def _tick_label(name: str, n: int, small: bool) -> str:
@@ -306,7 +311,7 @@ def policy_figure(
     source: str | None = None,
     ci: bool = False,
 ) -> Figure:
-    """Stacked horizontal bars: DMARC p=none / quarantine / reject of each category and the total.
+    """Stacked horizontal bars: DMARC p=none / quarantine / reject of each group and the total.
 
     The bar's whole length is ``dmarc_valid``; what is left to 100% has no valid DMARC record.
     Groups under 30 domains are drawn hollow; ``ci`` adds the 95% interval of ``dmarc_valid``.
@@ -352,7 +357,7 @@ def policy_figure(
         ax.set_xlabel(denominator_text("dmarc_valid", denominator, lang))
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        text = title or _TEXT[lang]["policy"].format(snapshot=snapshot)
+        text = title or _TEXT[lang]["policy"].format(snapshot=snapshot, by=_by_text(key, lang))
         set_title(ax, text, denominator_text("dmarc_valid", denominator, lang))
         footnote(fig, _footnote_text(table, lang, source, any(small), ci))
         return fig
@@ -524,8 +529,8 @@ def figure(
         raise ReportError(f"unknown language {lang!r}: use ja or en")
     if metric is not None and kind not in ("trend", "providers", "map"):
         raise ReportError(f"--metric applies to the trend, providers and map charts, not {kind}")
-    if by is not None and kind in ("policy", "adoption"):
-        raise ReportError(f"--by applies to the trend, providers and map charts, not {kind}")
+    if by is not None and kind == "adoption":
+        raise ReportError("--by applies to the trend, policy, providers and map charts, not adoption")
     if snapshot is not None and kind == "trend":
         raise ReportError("the trend chart shows every snapshot; --snapshot does not apply")
     if kind != "providers" and (top is not None or min_domains is not None):
@@ -553,9 +558,10 @@ def figure(
         table = report.report(directory, label, by=by, lang=lang)
         _refuse_unmeasured(table, chosen, lang)
         return map_figure(table, label, chosen, lang, denominator, by, source)
-    table = report.report(directory, label, lang=lang)
-    if kind == "policy":
+    if kind == "policy":  # by category, or as --by says (a provider, a list column)
+        table = report.report(directory, label, by=by or "category", lang=lang)
         return policy_figure(table, label, lang, denominator, **extras)
+    table = report.report(directory, label, lang=lang)
     return adoption_figure(table, label, lang, denominator, **extras)
 
 

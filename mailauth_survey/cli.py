@@ -329,8 +329,10 @@ def diff_command(directory, a, b, fmt, out_file, lang, include_incomplete) -> No
 @click.option(
     "--by",
     metavar="NAME",
-    help="Providers of the providers chart (mx_provider, the default, or dns_provider); the "
-    "list column of prefecture names of the map (default prefecture).",
+    help="Groups of the trend and policy charts (category, the default, mx_provider, "
+    "dns_provider or a column of the input lists); providers of the providers chart "
+    "(mx_provider, the default, or dns_provider); the list column of prefecture names of the "
+    "map (default prefecture).",
 )
 @click.option(
     "--top",

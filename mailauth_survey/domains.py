@@ -356,6 +356,9 @@ def read_list(path: str | Path, on_error: ErrorSink) -> Iterator[tuple[int, Doma
 
 def _detect(first: str) -> tuple[str, int | None]:
     if "," not in first:
+        # A one-column CSV: its header is the domain column alone (never a name: one label).
+        if [f.strip().lower() for f in _split_csv(first)] == ["domain"]:
+            return "csv-header", 0
         return "plain", None
     fields = [f.strip().lower() for f in _split_csv(first)]
     if "domain" in fields:

@@ -202,3 +202,29 @@ def test_chart_cli_errors(results: Path, tmp_path: Path, args: list[str], messag
     assert res.exit_code != 0
     assert message in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("c.*"))
+
+
+def test_policy_chart_groups_by_by(results: Path, tmp_path: Path) -> None:
+    """SPEC.md: `chart --by NAME` groups, a provider or a column of the lists as in `report`."""
+    import pyarrow as pa
+
+    from mailauth_survey import store
+
+    fig = charts.figure(results, "policy", by="mx_provider", lang="en")
+    ticks = [t.get_text().split("  (n=")[0] for t in fig.axes[0].get_yticklabels()]
+    # Bottom-up (table order reversed); 6 domains each, both under --min-domains' default of 10.
+    assert ticks == ["Total", "No provider", "Other providers"]
+    assert "DMARC policy by MX provider" in fig.axes[0].get_title(loc="left")
+
+    out = tmp_path / "panel"
+    write_snapshot(out, "2024Q1", [row(f"d{i}.co.jp", "co", **mail("google.com"),
+                                       **dmarc("reject")) for i in range(4)])  # fmt: skip
+    lists = pa.table({"domain": [f"d{i}.co.jp" for i in range(4)], "list": ["p.csv"] * 4,
+                      "sector": ["bank", "bank", "shop", "shop"]})  # fmt: skip
+    store.write_table(store.Snapshot(out, "2024Q1").lists, "part-00000.parquet", lists)
+    res = CliRunner().invoke(main, ["chart", str(out), "--out", str(tmp_path / "p.svg"),
+                                    "--kind", "policy", "--by", "sector"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    fig = charts.figure(out, "policy", by="sector")
+    ticks = [t.get_text().split("  (n=")[0] for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["Total", "shop", "bank"]

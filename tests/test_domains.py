@@ -117,6 +117,14 @@ def test_csv_with_domain_column(tmp_path) -> None:
     assert len(errors) == 1 and ":3:" in errors[0]
 
 
+def test_csv_whose_header_is_the_domain_column_alone(tmp_path) -> None:
+    """SPEC.md: a CSV whose header has a `domain` column; one column is still a CSV header, not
+    a bad line named "domain"."""
+    names, errors, _ = _read(tmp_path, "# export\nDomain\na.jp\nb.co.jp\n")
+    assert [d for _, d in names] == ["a.jp", "b.co.jp"]
+    assert errors == []
+
+
 def test_rank_domain_tranco_style(tmp_path) -> None:
     names, errors, _ = _read(tmp_path, "1,a.jp\n2,b.jp\nthree,c.jp\n")
     assert [d for _, d in names] == ["a.jp", "b.jp"]

@@ -85,6 +85,14 @@ def test_lists_table_of_plain_lists_is_empty_with_its_two_columns(tmp_path):
     assert table.num_rows == 0 and table.column_names == ["domain", "list"]
 
 
+def test_lists_table_of_a_csv_with_the_domain_column_alone(tmp_path):
+    """One row per (domain, list) for every CSV list, also one with no other column."""
+    only = tmp_path / "only.csv"
+    only.write_text("domain\na.jp\nb.jp\n", encoding="utf-8")
+    rows = lists_table([only]).to_pylist()
+    assert rows == [{"domain": "a.jp", "list": "only.csv"}, {"domain": "b.jp", "list": "only.csv"}]
+
+
 @pytest.mark.parametrize(
     ("header", "name"),
     [

@@ -201,6 +201,21 @@ def test_manifest(scanned) -> None:
     assert m["started_at"] and m["finished_at"] and m["resolvers"]
 
 
+def test_the_snapshot_layout_has_every_table_also_with_nothing_probed(scanned) -> None:
+    """SPEC.md's five paths, each read by pandas with its snapshot column: no probe was made in
+    this scan (no _mta-sts record, no --probe-smtp), and the probes table is there, empty."""
+    out = scanned["dir"]
+    assert store.Snapshot(out, "2024-06-01").manifest.exists()
+    for table, schema in [("domains", store.DOMAINS_SCHEMA), ("records", store.RECORDS_SCHEMA),
+                          ("probes", store.PROBES_SCHEMA), ("lists", None)]:  # fmt: skip
+        assert list((out / table / "snapshot=2024-06-01").glob("part-*.parquet")), table
+        frame = pd.read_parquet(out / table)
+        assert "snapshot" in frame.columns, table
+        if schema is not None:
+            assert [c for c in frame.columns if c != "snapshot"] == schema.names, table
+    assert len(pd.read_parquet(out / "probes")) == 0
+
+
 def test_every_record_row_belongs_to_a_scanned_domain(scanned) -> None:
     r = scanned["records"]
     assert set(r["domain"]) == set(scanned["domains"].index)

@@ -385,6 +385,6 @@ def _replace_in_part(
         probes.extend(probe_rows)
     rows = [new_rows.get(r["domain"], r) for r in store.read_table(snap.domains / name).to_pylist()]
     store.write_part(snap.records, name, records, store.RECORDS_SCHEMA)
-    if probes:
-        store.write_part(snap.probes, name, probes, store.PROBES_SCHEMA)
+    # Always rewritten: a retried domain's old probe rows go even when it has no new ones.
+    store.write_part(snap.probes, name, probes, store.PROBES_SCHEMA)
     store.write_part(snap.domains, name, rows, store.DOMAINS_SCHEMA)

@@ -225,6 +225,6 @@ def _write_bucket(
     """Records and probes first, then domains: a domains part on disk means the bucket is whole."""
     rows.sort(key=lambda r: r["domain"])
     store.write_tuples(snap.records, part_name(b), recs, store.RECORDS_SCHEMA)
-    if probes:
-        store.write_part(snap.probes, part_name(b), probes, store.PROBES_SCHEMA)
+    # Even with no probe made: every table of SPEC.md's layout is there for pandas to read.
+    store.write_part(snap.probes, part_name(b), probes, store.PROBES_SCHEMA)
     store.write_part(snap.domains, part_name(b), rows, store.DOMAINS_SCHEMA)
