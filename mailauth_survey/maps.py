@@ -104,10 +104,13 @@ def map_figure(
     denominator: str = "domains",
     by: str | None = None,
     source: str | None = None,
+    pooled: bool = True,
 ) -> Figure:
     """The choropleth of one metric from an adoption table grouped by a prefecture column
     (``by``; default the table's first grouping column). The footnote is ``source``, or what
-    the map's marks mean and the methods block of the snapshot (``table.attrs["methods"]``)."""
+    the map's marks mean and the methods block of the snapshot (``table.attrs["methods"]``).
+    ``pooled=False`` leaves out the 47 prefectures' pooled share (a figure the report engine
+    does not give: the published page shows only the engine's figures)."""
     if by is None:
         by = next(c for c in table.columns if c != "snapshot")
     column = pct_column(metric, denominator)
@@ -177,7 +180,7 @@ def map_figure(
         # The prefectures together (not the snapshot's total, which holds domains of no panel).
         counted = [(share, n) for share, n in found.values() if share is not None]
         den = sum(n for _, n in counted)
-        if den:
+        if den and pooled:
             num = sum(share * n / 100 for share, n in counted)
             shown = text["total"].format(share=f"{100 * num / den:.1f}%", n=den)
             ax.text(1.0, 0.0, shown, transform=ax.transAxes, ha="left", va="bottom", fontsize=14)

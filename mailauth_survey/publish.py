@@ -49,6 +49,9 @@ TRANSPORT_METRICS: tuple[str, ...] = (
 #: Groups smaller than this are marked (SPEC.md, "Metrics").
 SMALL_GROUP = 30
 PROVIDER_BY = "mx_provider"
+#: The map section: a list column of prefectures, shaded by the headline's first metric.
+MAP_BY = "prefecture"
+MAP_METRIC = HEADLINE[0]
 STATUSES = ("ok", "nxdomain", "servfail", "timeout", "refused", "error")
 
 TEXT: dict[str, dict[str, str]] = {
@@ -132,6 +135,21 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "Status",
         "count": "Domains",
         "generated": "Made by mailauth-survey {version} from the snapshot's stored data.",
+        "map": "By prefecture",
+        "map_caption": "{metric} by prefecture",
+        "map_lead": "{metric}: the share of the domains that exist in each prefecture (the "
+        "prefecture column of the input lists), shaded in classes of 10 points.",
+        "map_note": "Denominator (n): the domains the lists place in that prefecture that exist; "
+        "n is in the table and, where under {small}, on the map. Hatched grey: no data (no domain "
+        "of that prefecture exists in the lists), never 0%. Hokkaido and Okinawa are moved into "
+        "boxes.",
+        "map_small": "† fewer than {small} domains: a small prefecture's share is uncertain, read "
+        "it with its 95% interval.",
+        "map_none": "{n} domains that exist are in no prefecture of the lists and are not on the "
+        "map.",
+        "map_prefecture": "Prefecture",
+        "map_interval": "95% interval",
+        "no_data": "no data",
     },
     "ja": {
         "title": ".jp ドメインの送信ドメイン認証 導入状況",
@@ -209,6 +227,20 @@ TEXT: dict[str, dict[str, str]] = {
         "status": "状態",
         "count": "ドメイン数",
         "generated": "mailauth-survey {version} により、スナップショットの保存データから作成。",
+        "map": "都道府県ごとの導入状況",
+        "map_caption": "都道府県別の{metric}",
+        "map_lead": "{metric}：各都道府県（入力リストの prefecture 列）の存在するドメインに占める"
+        "割合を、10 ポイントごとの階級で塗り分けています。",
+        "map_note": "分母（n）は、リストでその都道府県に属する存在するドメインの数です。n は表に、"
+        "{small} 未満の県は地図上にも示します。灰色の斜線はデータなし（その県の存在するドメインが"
+        "リストにない）で、0% ではありません。北海道と沖縄は位置を移動しています（枠内）。",
+        "map_small": "† {small} ドメイン未満の県。割合の不確かさが大きいため、信頼区間とあわせて"
+        "お読みください。",
+        "map_none": "存在するドメインのうち {n} ドメインはリストでどの都道府県にも属さず、地図には"
+        "含まれません。",
+        "map_prefecture": "都道府県",
+        "map_interval": "95% 信頼区間",
+        "no_data": "データなし",
     },
 }
 
@@ -277,6 +309,8 @@ CHART_FILES: dict[str, str] = {
     "policy": "dmarc-policy-by-category",
     "providers": f"dmarc-valid-by-{PROVIDER_BY.replace('_', '-')}",
 }
+#: The map's files, beside the others when the snapshot has a prefecture grouping.
+MAP_FILE = f"{MAP_METRIC.replace('_', '-')}-by-{MAP_BY}"
 
 
 # --- formats -----------------------------------------------------------------------------------
@@ -450,6 +484,53 @@ def _table(rows: Sequence[Mapping[str, Any]], by: str, metrics: Sequence[str]) -
     ]
 
 
+def _prefectures(directory: str | Path, label: str, lang: str) -> tuple[Any, dict[str, Any]] | None:
+    """The engine's table by prefecture and the section's rows, or None when the snapshot has
+    no prefecture column in its lists (or none of its values names a prefecture).
+
+    Every figure is the engine's (`report --by prefecture --format json`); the 47 prefectures
+    are listed in JIS order, those with no row (or no domain that exists) as "no data".
+    """
+    from .prefectures import PREFECTURES, prefecture_code, prefecture_name
+
+    if MAP_BY not in report.list_attributes(directory, label):
+        return None
+    table = report.report(directory, label, by=MAP_BY, lang=lang)
+    rows = rows_of(table, lang)
+    found: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        code = prefecture_code(row[MAP_BY])
+        if code is not None and row[MAP_BY] not in (report.TOTAL, report.NONE):
+            found.setdefault(code, []).append(row)
+    if not found:
+        return None
+    listed = []
+    for code, _, _ in PREFECTURES:
+        name = prefecture_name(code, lang)
+        for row in found.get(code) or [None]:
+            n = None if row is None else row.get("domains")
+            pct = None if row is None else row.get(f"{MAP_METRIC}_pct")
+            listed.append(
+                {
+                    "key": None if row is None else row[MAP_BY],
+                    "code": code,
+                    "label": name,
+                    "n": n,
+                    "data": not _missing(pct),
+                    "small": not _missing(pct) and (n or 0) < SMALL_GROUP,
+                    "cell": _metric_cells(row, (MAP_METRIC,))[0] if row is not None else None,
+                }
+            )
+    outside = next((r for r in rows if r[MAP_BY] == report.NONE), None)
+    section = {
+        "rows": listed,
+        "metric": report.metric_label(MAP_METRIC, lang),
+        "none": None if outside is None else outside.get("domains"),
+        "any_small": any(r["small"] for r in listed),
+    }
+    return table, section
+
+
 def _methods(facts: Mapping[str, Any], manifest: Mapping[str, Any], lang: str) -> dict[str, Any]:
     """The methods section: the engine's facts (`report.methods`), and from the manifest the
     counts by status and the schema version, which the facts do not carry."""
@@ -595,6 +676,16 @@ def _build(
             charts.providers_figure(provider_table, label, "dmarc_valid", lang),
         )
     )
+    prefectures = _prefectures(directory, label, lang)
+    map_section = None
+    if prefectures is not None:
+        from .maps import map_figure
+
+        map_table, map_section = prefectures
+        sheets[MAP_BY] = map_table
+        caption = t["map_caption"].format(metric=map_section["metric"])
+        fig = map_figure(map_table, label, MAP_METRIC, lang, "domains", MAP_BY, pooled=False)
+        chart_list.append(_render_chart(Chart("map", MAP_FILE, caption), fig))
     by_key = {c.key: c for c in chart_list}
     transport = _transport(total, facts, lang)
     transport_rows = _table(rows, "category", transport["measured"])
@@ -622,6 +713,9 @@ def _build(
         "left_out": [s for s in incomplete if order.index(s) < order.index(label)],
         "policy_chart": by_key["policy"],
         "providers_chart": by_key["providers"],
+        "map": map_section,
+        "map_chart": by_key.get("map"),
+        "map_metric": MAP_METRIC,
         "charts": chart_list,
         "definitions": [
             (report.metric_label(m, lang), DEFINITIONS[lang][m])

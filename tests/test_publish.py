@@ -586,3 +586,162 @@ def test_one_snapshot_has_no_trend_and_no_change(tmp_path: Path) -> None:
     changes = [squash(text(n)) for n in find(root, "span", class_="change")]
     assert changes == [publish.TEXT["ja"]["no_change"]] * len(publish.HEADLINE)
     assert not list((tmp_path / "site").glob("trend-*"))
+
+
+# --- the prefecture map ------------------------------------------------------------------------
+
+#: The panel of the map fixture: prefecture → how many domains the list places there. Tokyo is
+#: large (not marked), the others small (marked †); Okinawa's one domain timed out (no domain
+#: exists there: no data, never 0%); the other 43 prefectures are not in the list at all.
+PANEL = {"東京都": 40, "大阪府": 12, "北海道": 5, "沖縄県": 1}
+
+
+def write_panel(out: Path, label: str = "2024Q2") -> None:
+    """One snapshot: the panel (lg.jp domains, a CSV list with a prefecture column) and 60
+    co.jp domains of a plain list (in no prefecture)."""
+    import pyarrow as pa
+
+    rows, panel = [], []
+    start = 0
+    for prefecture, n in PANEL.items():
+        # Okinawa gets domain 36, which `domain_row` makes a timeout.
+        numbers_ = [36] if prefecture == "沖縄県" else [i for i in range(start, start + n)]
+        start += n + 1
+        for i in numbers_:
+            row = domain_row("lg", i, 1)
+            rows.append(row)
+            panel.append((row["domain"], prefecture))
+    rows += [domain_row("co", i, 1) for i in range(60)]
+    write_snapshot(out, label, rows)
+    table = pa.table(
+        {
+            "domain": [d for d, _ in panel],
+            "list": ["localgov.csv"] * len(panel),
+            "prefecture": [p for _, p in panel],
+        }
+    )
+    store.write_table(store.Snapshot(out, label).lists, "part-00000.parquet", table)
+
+
+@pytest.fixture(scope="module")
+def panel_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The page of a snapshot with a prefecture panel, in both languages, and Chromium's DOM."""
+    results = tmp_path_factory.mktemp("panel")
+    write_panel(results)
+    out: dict[str, Any] = {"results": results}
+    for lang in ("en", "ja"):
+        folder = tmp_path_factory.mktemp(f"panel-site-{lang}")
+        res = run_cli("publish", results, "--out", folder, "--lang", lang)
+        assert res.exit_code == 0, res.output
+        work = tmp_path_factory.mktemp(f"panel-chromium-{lang}")
+        result = chromium.render(
+            folder / "index.html", work, screenshot=work / "page.png", dump_dom=True,
+            window=(1280, 2400),
+        )  # fmt: skip
+        out[lang] = {"folder": folder, "result": result, "png": work / "page.png"}
+    return out
+
+
+def test_no_prefecture_grouping_no_map_section(sites: dict[str, Path]) -> None:
+    """The main fixture's lists have no prefecture column: no section, no heading, no files."""
+    for lang, folder in sites.items():
+        html = (folder / "index.html").read_text(encoding="utf-8")
+        root = parse(html)
+        assert find(root, "section", id="prefectures") == []
+        assert publish.TEXT[lang]["map"] not in html
+        assert not (folder / f"{publish.MAP_FILE}.png").exists()
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_map_section_equals_the_json_report_by_prefecture(
+    panel_sites: dict[str, Any], lang: str
+) -> None:
+    from mailauth_survey.prefectures import PREFECTURES, prefecture_name
+
+    site = panel_sites[lang]
+    result: chromium.Render = site["result"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.page_requests == [], result.page_requests
+    root = parse(result.dom)
+    sections = find(root, "section", id="prefectures")
+    assert len(sections) == 1
+    section = sections[0]
+    t = publish.TEXT[lang]
+    assert squash(text(find(section, "h2")[0])) == t["map"]
+    # The map: inline SVG labelled with its caption, which names the headline's metric.
+    metric = publish.MAP_METRIC
+    assert metric == publish.HEADLINE[0]
+    svgs = find(section, "svg", class_="chart")
+    assert len(svgs) == 1
+    caption = t["map_caption"].format(metric=report.metric_label(metric, lang))
+    assert svgs[0]["attrs"]["aria-label"] == caption
+    folder = site["folder"]
+    with Image.open(folder / f"{publish.MAP_FILE}.png") as im:
+        assert abs(im.size[0] / im.size[1] - 16 / 9) < 0.01
+    ElementTree.parse(folder / f"{publish.MAP_FILE}.svg")
+    # Every prefecture, in JIS order; the figures are the engine's, row for row.
+    rows = {r["prefecture"]: r for r in json_rows(panel_sites["results"], "2024Q2", lang,
+                                                   by="prefecture")}  # fmt: skip
+    trs = [tr for tr in find(section, "tr") if "data-code" in tr["attrs"]]
+    assert [int(tr["attrs"]["data-code"]) for tr in trs] == [c for c, _, _ in PREFECTURES]
+    for tr in trs:
+        code = int(tr["attrs"]["data-code"])
+        head = squash(text(find(tr, "th")[0]))
+        key = tr["attrs"].get("data-group")
+        row = rows.get(key) if key else None
+        if row is None or row[f"{metric}_pct"] is None:
+            assert "nodata" in tr["attrs"].get("class", ""), head
+            assert t["no_data"] in squash(text(tr)), head
+            assert not re.search(r"\d%", text(tr)), head  # never 0%
+            continue
+        small = row["domains"] < publish.SMALL_GROUP
+        assert head == prefecture_name(code, lang) + ("†" if small else "")
+        assert squash(text(find(tr, "td", class_="n")[0])) == f"{row['domains']:,}"
+        assert close(numbers(text(find(tr, "td", class_="pct")[0]))[0], row[f"{metric}_pct"])
+        lo, hi = numbers(text(find(tr, "td", class_="iv")[0]))
+        assert close(lo, row[f"{metric}_pct_lo"]) and close(hi, row[f"{metric}_pct_hi"])
+        assert ("small" in tr["attrs"].get("class", "")) == small
+    with_data = [
+        tr["attrs"]["data-group"] for tr in trs if "nodata" not in tr["attrs"].get("class", "")
+    ]
+    assert sorted(with_data) == sorted(["東京都", "大阪府", "北海道"])  # as the fixture built
+    # Okinawa's one domain timed out: a row in the engine's table, no data on the page.
+    assert rows["沖縄県"]["domains"] == 0
+    foot = squash(text(section))
+    assert t["map_note"].format(small=publish.SMALL_GROUP) in foot
+    assert t["map_small"].format(small=publish.SMALL_GROUP) in foot
+    none = rows["none"]["domains"]
+    assert t["map_none"].format(n=f"{none:,}") in foot
+    # Listed among the files beside the page; its sheet in the workbook.
+    files = squash(text(find(root, "section", id="methods")[0]))
+    assert f"{publish.MAP_FILE}.png" in files and f"{publish.MAP_FILE}.svg" in files
+    assert "prefecture" in load_workbook(folder / "report.xlsx", read_only=True).sheetnames
+
+
+def test_map_section_has_no_label_of_the_other_language(panel_sites: dict[str, Any]) -> None:
+    ja = parse(panel_sites["ja"]["result"].dom)
+    section = find(ja, "section", id="prefectures")[0]
+    labels = " ".join(n["attrs"].get("aria-label", "") for n in walk(section))
+    visible = f"{squash(text(section))} {labels}"
+    assert [w for w in ENGLISH if shown(w, visible, re.IGNORECASE)] == []
+    assert sorted(p for p in english_phrases() if shown(p, visible)) == []
+    en = parse(panel_sites["en"]["result"].dom)
+    section = find(en, "section", id="prefectures")[0]
+    labels = " ".join(n["attrs"].get("aria-label", "") for n in walk(section))
+    visible = f"{squash(text(section))} {labels}"
+    assert re.findall(r"[\u3040-\u30ff\u4e00-\u9fff\uff00-\uffef]+", visible) == []
+
+
+def test_page_map_draws_only_the_engines_figures(panel_sites: dict[str, Any]) -> None:
+    """The map on the page leaves out the pooled share of the 47 prefectures that `chart --kind
+    map` writes (a figure the report engine does not give)."""
+    from mailauth_survey import charts
+
+    results = panel_sites["results"]
+    fig = charts.figure(results, "map", by="prefecture")
+    pooled = [t.get_text() for ax in fig.axes for t in ax.texts if "47" in t.get_text()]
+    assert pooled  # the chart command draws it
+    svg = (panel_sites["en"]["folder"] / f"{publish.MAP_FILE}.svg").read_text(encoding="utf-8")
+    # Text is drawn as paths; matplotlib keeps each text's string in a comment.
+    assert "n=12" in svg and "n=40" not in svg  # n written where under 30, as maps.py does
+    assert pooled[0] not in svg
