@@ -290,9 +290,15 @@ def test_the_panel_alone_gives_47_rows_and_the_total(scanned) -> None:
 
 
 def test_chart_refuses_by_where_the_chart_has_fixed_rows(scanned, tmp_path) -> None:
+    """The adoption chart is the total's bars: no groups. (The policy chart groups by --by.)"""
     out, _ = scanned
+    res = CliRunner().invoke(
+        main,
+        ["chart", str(out), "--kind", "adoption", "--by", "kind", "--out", str(tmp_path / "a.png")],
+    )
+    assert res.exit_code != 0 and "--by applies to" in res.output
     res = CliRunner().invoke(
         main,
         ["chart", str(out), "--kind", "policy", "--by", "kind", "--out", str(tmp_path / "p.png")],
     )
-    assert res.exit_code != 0 and "--by applies to" in res.output
+    assert res.exit_code == 0, res.output
