@@ -428,8 +428,9 @@ def publish_command(directory, snapshot, out, lang, include_incomplete) -> None:
 
 def _resolver_help() -> str:
     return (
-        "Resolver to ask, IP[:PORT] ([IPv6]:PORT for a port with IPv6); repeat for a fleet. "
-        "Host names are refused, not looked up. Use a local caching resolver (Unbound). "
+        "Resolver to ask, HOST[:PORT]: an address ([IPv6]:PORT for a port with IPv6) or a host "
+        "name, looked up once before the scan (its addresses are the resolvers recorded); "
+        "repeat for a fleet. Use a local caching resolver (Unbound). "
         "Default: the system's resolvers (/etc/resolv.conf)."
     )
 

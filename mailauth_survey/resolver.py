@@ -77,15 +77,15 @@ class ResolverAddressError(ValueError):
 
 
 #: What ``--resolver`` takes, in the words of its error messages.
-ADDRESS_FORM = "expected IP[:PORT] (IPv4, IPv4:port, IPv6 or [IPv6]:port)"
+ADDRESS_FORM = "expected IP[:PORT] (IPv4, IPv4:port, IPv6 or [IPv6]:port) or HOST[:PORT]"
 
 
 def parse_address(text: str) -> tuple[str, int]:
     """``IP[:PORT]``, ``[V6]:PORT`` or a bare IPv6 address → (host, port).
 
-    Host names are refused, not looked up: a scan names its resolvers by address (the records
-    table and the manifest keep them), and a name that resolves to several addresses, or to
-    another one tomorrow, would make that record ambiguous.
+    Only addresses: a host name is looked up once, before the scan, by :func:`check_resolvers`,
+    so that the fleet, the records table and the manifest name each resolver by the address it
+    had then (a name may resolve to several addresses, or to another one tomorrow).
     """
     raw = text
     text = text.strip()
@@ -102,12 +102,7 @@ def parse_address(text: str) -> tuple[str, int]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        hint = (
-            "; host names are not looked up, give the resolver's address"
-            if _NAME_RE.match(host)
-            else ""
-        )
-        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}{hint}") from None
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}") from None
     if text.startswith("[") and ip.version != 6:
         raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}")
     if port_text is None:
@@ -117,16 +112,47 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-#: Looks like a host name (letters somewhere, dots between labels): worth a hint in the error.
-_NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$")
+#: A host name (letters somewhere, dots between labels), with an optional port: looked up.
+_NAME_RE = re.compile(r"^(?=[^:]*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(?::([^:]*))?$")
 
 
 def check_resolvers(resolvers: Iterable[str]) -> list[str]:
-    """Every resolver of a fleet, checked before anything starts (raises ResolverAddressError)."""
-    resolvers = list(resolvers)
+    """Every resolver of a fleet, checked before anything starts (raises ResolverAddressError).
+
+    Addresses are kept as given. A ``HOST[:PORT]`` (SPEC.md) is looked up here, once, with the
+    system's resolver, and stands for every address it has (``IP:PORT``, ``[IPv6]:PORT``), in
+    the order given: the fleet, the manifest and the records table name those addresses.
+    """
+    out: list[str] = []
     for r in resolvers:
-        parse_address(r)
-    return resolvers
+        try:
+            parse_address(r)
+        except ResolverAddressError:
+            name = _NAME_RE.match(r.strip())
+            if name is None:
+                raise
+            out += [a for a in _look_up(r, r.strip()) if a not in out]
+        else:
+            out.append(r)
+    return out
+
+
+def _look_up(raw: str, text: str) -> list[str]:
+    """The addresses of ``HOST[:PORT]`` as the fleet takes them."""
+    host, _, port_text = text.partition(":")
+    if port_text and not (
+        port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535
+    ):
+        raise ResolverAddressError(f"{raw!r}: {ADDRESS_FORM}, with a port from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host.rstrip("."), None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ResolverAddressError(f"{raw!r}: host name not found ({why})") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not port_text:
+        return addresses
+    return [f"[{a}]:{port_text}" if ":" in a else f"{a}:{port_text}" for a in addresses]
 
 
 def system_resolvers(path: str = "/etc/resolv.conf") -> list[str]:

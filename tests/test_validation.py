@@ -53,7 +53,7 @@ def _closed_udp_port() -> int:
 # --- 2: --resolver -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["not-an-ip", "1.2.3.4.5", "127.0.0.1:99999", "127.0.0.1:abc"])
+@pytest.mark.parametrize("bad", ["not_an_ip", "1.2.3.4.5", "127.0.0.1:99999", "127.0.0.1:abc"])
 def test_bad_resolver_is_one_line_and_no_folder_is_made(tmp_path, bad) -> None:
     lst = write_list(tmp_path / "l.txt", NAMES)
     out = tmp_path / "results"
@@ -67,12 +67,36 @@ def test_bad_resolver_is_one_line_and_no_folder_is_made(tmp_path, bad) -> None:
     assert f"--resolver {bad!r}: expected IP[:PORT]" in _one_error_line(res.stderr)
 
 
-def test_host_names_are_refused_and_help_says_so() -> None:
-    res = CliRunner().invoke(main, ["spf-check", "192.0.2.1", "a@a.jp", "--resolver", "localhost"])
+def test_a_host_name_is_looked_up_once_and_the_scan_names_its_addresses() -> None:
+    """SPEC.md: --resolver HOST[:PORT]. The name is looked up before anything starts; the fleet,
+    the manifest and the records table name the addresses it had then."""
+    from mailauth_survey.resolver import check_resolvers
+
+    found = check_resolvers(["localhost:5353", "127.0.0.2"])
+    assert "127.0.0.1:5353" in found and found[-1] == "127.0.0.2"
+    assert all(a.startswith(("127.", "[::1]")) for a in found)
+    assert check_resolvers(["localhost"])[0] in ("127.0.0.1", "::1")
+    res = CliRunner().invoke(
+        main, ["spf-check", "192.0.2.1", "a@a.jp", "--resolver", "no-such-host.invalid"]
+    )
     assert res.exit_code != 0
-    assert "host names are not looked up" in _one_error_line(res.stderr)
+    assert "'no-such-host.invalid': host name not found" in _one_error_line(res.stderr)
     helped = CliRunner().invoke(main, ["scan", "--help"], terminal_width=100)
-    assert "Host names are refused" in " ".join(helped.output.split())
+    assert "HOST[:PORT]" in helped.output
+
+
+def test_scan_with_a_resolver_host_name_records_its_address(tmp_path, served) -> None:
+    port = served.address.rsplit(":", 1)[1]
+    lst = write_list(tmp_path / "l.txt", NAMES)
+    out = tmp_path / "results"
+    res = CliRunner().invoke(main, ["scan", str(lst), "--out", str(out), "--snapshot", "q",
+                                    "--resolver", f"localhost:{port}", "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    manifest = store.Snapshot(out, "q").read_manifest()
+    assert f"127.0.0.1:{port}" in manifest["resolvers"] and manifest["complete"]
+    assert "localhost" not in str(manifest["resolvers"])
+    records = pd.read_parquet(out / "records")
+    assert set(records["resolver"].dropna()) <= set(manifest["resolvers"])
 
 
 # --- 3: every numeric option has a range --------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -58,11 +59,12 @@ __all__ = [
 RETRY_STATUSES = ("servfail", "timeout", "error")
 
 
-def check_inputs(paths: list[Path], options: ScanOptions) -> None:
+def check_inputs(paths: list[Path], options: ScanOptions) -> ScanOptions:
     """Every input a scan reads, checked before it creates, changes or deletes anything.
 
     The lists exist and are text (the rest of each is checked as it is read), the opt-out list
-    reads, the resolvers are addresses, the CA file loads. Raises ScanError (one line).
+    reads, the resolvers are addresses (a host name is looked up), the CA file loads. Returns
+    the options with the resolvers' addresses. Raises ScanError (one line).
     """
     for p in paths:
         if not p.is_file():
@@ -80,7 +82,7 @@ def check_inputs(paths: list[Path], options: ScanOptions) -> None:
         except (OSError, ValueError) as exc:
             raise ScanError(f"opt-out list {options.exclude}: {exc}") from None
     try:
-        check_resolvers(options.resolvers)
+        resolvers = check_resolvers(options.resolvers)
     except ResolverAddressError as exc:
         raise ScanError(f"resolver {exc}") from None
     if options.cafile:
@@ -92,6 +94,7 @@ def check_inputs(paths: list[Path], options: ScanOptions) -> None:
             raise ScanError(
                 f"CA file {options.cafile}: expected PEM CA certificates ({exc})"
             ) from None
+    return dataclasses.replace(options, resolvers=resolvers)
 
 
 def check_resolvers_listen(options: ScanOptions) -> None:
@@ -140,7 +143,7 @@ def scan(
     except ValueError as exc:
         raise ScanError(str(exc)) from None
     paths = [Path(p) for p in lists]
-    check_inputs(paths, options)
+    options = check_inputs(paths, options)
     shown = out  # messages name the folder as it was given
     try:
         out = store.location(out)
@@ -301,8 +304,7 @@ def retry_errors(
     Their rows and their records are replaced in place, part by part (each part rewritten
     atomically, records first). Returns the updated manifest.
     """
-    options = options or ScanOptions()
-    check_inputs([], options)
+    options = check_inputs([], options or ScanOptions())
     try:
         store.check_label(label)
     except ValueError as exc:
