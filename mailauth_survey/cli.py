@@ -134,9 +134,12 @@ def _reporting(run):  # type: ignore[no-untyped-def]
         finally:
             from .report import IncompleteSnapshotWarning
 
-            for w in caught:
-                if issubclass(w.category, IncompleteSnapshotWarning):
-                    click.echo(f"warning: {w.message}", err=True)
+            # Once each: a command that reads a snapshot twice (chart) says so in one line.
+            said = dict.fromkeys(
+                str(w.message) for w in caught if issubclass(w.category, IncompleteSnapshotWarning)
+            )
+            for message in said:
+                click.echo(f"warning: {message}", err=True)
     return result
 
 

@@ -232,3 +232,27 @@ def test_japanese_labels_are_complete() -> None:
          "null_mx"))]  # fmt: skip
     assert untranslated == [], untranslated
     assert ja["mta_sts_enforce"] != "MTA-STS enforce"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--snapshot", "2024Q2"],
+        ["report", "--snapshot", "2024Q2", "--format", "json"],
+        ["trend", "--include-incomplete"],
+        ["diff", "2024Q1", "2024Q2"],
+        ["chart", "--snapshot", "2024Q2", "--kind", "adoption", "--out", "{tmp}/a.svg"],
+        ["chart", "--snapshot", "2024Q2", "--kind", "policy", "--out", "{tmp}/p.svg"],
+        ["chart", "--include-incomplete", "--kind", "trend", "--out", "{tmp}/t.svg"],
+    ],
+)
+def test_a_named_incomplete_snapshot_is_one_warning_line(tmp_path: Path, args: list[str]) -> None:
+    """SPEC.md: naming an incomplete snapshot works, with "incomplete: N of M domains", in one
+    line (a command that reads it twice says so once)."""
+    write(tmp_path, "2024Q1", [row("a.co.jp", "co")], complete=True)
+    write(tmp_path, "2024Q2", [row("a.co.jp", "co")], complete=False, domains_listed=3)
+    command, *rest = args
+    out = cli(command, tmp_path, *(a.format(tmp=tmp_path) for a in rest))
+    assert out.exit_code == 0, out.output
+    warned = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == ["warning: snapshot 2024Q2: incomplete: 1 of 3 domains"], out.stderr
