@@ -8,7 +8,8 @@ The figures are the report engine's: each table is `report.report` rendered as J
 `report.render` (the rows `report --format json` prints), the change since the previous complete
 snapshot and whether it is beyond the noise are `report.changes`, the charts are `charts`'
 figures, the workbook is `report.write_workbook`, the methods are `report.methods` (the
-manifest). Nothing here computes a share; this module chooses, formats and lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
+manifest), and where the lists have a prefecture column the map is `maps.map_figure` of the
+engine's table by prefecture. Nothing here computes a share; this module chooses, formats and lays out. The page is rendered by Jinja2 from ``templates/index.html.j2``; every word on it comes
 from `TEXT` (or the engine's labels) in the language asked for.
 """
 
@@ -149,6 +150,7 @@ TEXT: dict[str, dict[str, str]] = {
         "map.",
         "map_prefecture": "Prefecture",
         "map_interval": "95% interval",
+        "map_n_title": "domains that exist",
         "no_data": "no data",
     },
     "ja": {
@@ -240,6 +242,7 @@ TEXT: dict[str, dict[str, str]] = {
         "含まれません。",
         "map_prefecture": "都道府県",
         "map_interval": "95% 信頼区間",
+        "map_n_title": "存在するドメインの数",
         "no_data": "データなし",
     },
 }
