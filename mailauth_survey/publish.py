@@ -148,6 +148,8 @@ TEXT: dict[str, dict[str, str]] = {
         "it with its 95% interval.",
         "map_none": "{n} domains that exist are in no prefecture of the lists and are not on the "
         "map.",
+        "map_unknown": "{n} domains that exist have a prefecture value that names no "
+        "prefecture ({values}) and are not on the map.",
         "map_prefecture": "Prefecture",
         "map_interval": "95% interval",
         "map_n_title": "domains that exist",
@@ -240,6 +242,8 @@ TEXT: dict[str, dict[str, str]] = {
         "お読みください。",
         "map_none": "存在するドメインのうち {n} ドメインはリストでどの都道府県にも属さず、地図には"
         "含まれません。",
+        "map_unknown": "存在するドメインのうち {n} ドメインは prefecture 列の値（{values}）が"
+        "どの都道府県にも当たらず、地図には含まれません。",
         "map_prefecture": "都道府県",
         "map_interval": "95% 信頼区間",
         "map_n_title": "存在するドメインの数",
@@ -501,9 +505,14 @@ def _prefectures(directory: str | Path, label: str, lang: str) -> tuple[Any, dic
     table = report.report(directory, label, by=MAP_BY, lang=lang)
     rows = rows_of(table, lang)
     found: dict[int, list[Mapping[str, Any]]] = {}
+    unknown: list[Mapping[str, Any]] = []  # values of the column that name no prefecture
     for row in rows:
+        if row[MAP_BY] in (report.TOTAL, report.NONE):
+            continue
         code = prefecture_code(row[MAP_BY])
-        if code is not None and row[MAP_BY] not in (report.TOTAL, report.NONE):
+        if code is None:
+            unknown.append(row)
+        else:
             found.setdefault(code, []).append(row)
     if not found:
         return None
@@ -529,6 +538,8 @@ def _prefectures(directory: str | Path, label: str, lang: str) -> tuple[Any, dic
         "rows": listed,
         "metric": report.metric_label(MAP_METRIC, lang),
         "none": None if outside is None else outside.get("domains"),
+        "unknown": sum(r.get("domains") or 0 for r in unknown),
+        "unknown_values": ", ".join(str(r[MAP_BY]) for r in unknown),
         "any_small": any(r["small"] for r in listed),
     }
     return table, section

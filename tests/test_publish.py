@@ -593,7 +593,9 @@ def test_one_snapshot_has_no_trend_and_no_change(tmp_path: Path) -> None:
 #: The panel of the map fixture: prefecture → how many domains the list places there. Tokyo is
 #: large (not marked), the others small (marked †); Okinawa's one domain timed out (no domain
 #: exists there: no data, never 0%); the other 43 prefectures are not in the list at all.
-PANEL = {"東京都": 40, "大阪府": 12, "北海道": 5, "沖縄県": 1}
+PANEL = {"東京都": 40, "大阪府": 12, "北海道": 5, "沖縄県": 1, "Tokio": 2}
+#: A value of the prefecture column that names no prefecture (a typo): off the map, said so.
+UNKNOWN = "Tokio"
 
 
 def write_panel(out: Path, label: str = "2024Q2") -> None:
@@ -712,6 +714,10 @@ def test_map_section_equals_the_json_report_by_prefecture(
     assert t["map_small"].format(small=publish.SMALL_GROUP) in foot
     none = rows["none"]["domains"]
     assert t["map_none"].format(n=f"{none:,}") in foot
+    # The typo's domains are counted off the map, with the value that named no prefecture.
+    unknown = rows[UNKNOWN]["domains"]
+    assert unknown == PANEL[UNKNOWN]
+    assert t["map_unknown"].format(n=f"{unknown:,}", values=UNKNOWN) in foot
     # Listed among the files beside the page; its sheet in the workbook.
     files = squash(text(find(root, "section", id="methods")[0]))
     assert f"{publish.MAP_FILE}.png" in files and f"{publish.MAP_FILE}.svg" in files
