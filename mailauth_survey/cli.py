@@ -536,7 +536,8 @@ def _check_cafile(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--snapshot",
     callback=_check_label,
-    help="Snapshot label (default: today's UTC date, YYYY-MM-DD).",
+    help="Snapshot label (default: the UTC date of the scan's start, YYYY-MM-DD: an unfinished "
+    "snapshot of the same lists is continued).",
 )
 @click.option(
     "--resolver", "resolvers", multiple=True, callback=_check_resolvers, help=_resolver_help()

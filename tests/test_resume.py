@@ -226,3 +226,47 @@ def test_no_resolver_answering_stops_the_scan_and_stores_nothing(
     scan([lst], out, snapshot="q", options=ScanOptions(resolvers=[server.address]))
     d = pd.read_parquet(out / "domains")
     assert sorted(d["domain"]) == sorted(NAMES[:40]) and (d["status"] == "ok").all()
+
+
+def test_resume_without_snapshot_continues_the_unfinished_one_of_the_same_lists(
+    tmp_path, nsd_factory, monkeypatch
+) -> None:
+    """The default label is the UTC date of the scan's start (SPEC.md): a scan interrupted
+    before midnight and run again after it, with the same lists and no --snapshot, continues
+    its snapshot rather than starting another one. A scan of other lists starts its own."""
+    import mailauth_survey.collect.manifest as manifests
+
+    server = nsd_factory(_population())
+    lst = write_list(tmp_path / "list.txt", NAMES[:40])
+    monkeypatch.setenv("MAILAUTH_SURVEY_BUCKET_BYTES", "200")
+    options = ScanOptions(resolvers=[server.address], qps=0, concurrency=8)
+    out = tmp_path / "results"
+    monkeypatch.setattr(manifests, "default_label", lambda: "2026-12-03")
+    first = scan([lst], out, options=options)
+    assert first["snapshot"] == "2026-12-03" and first["complete"]
+    # As if stopped before its end: a part missing, the manifest not complete.
+    snap = store.Snapshot(out, "2026-12-03")
+    manifest = snap.read_manifest()
+    manifest["complete"] = False
+    snap.write_manifest(manifest)
+    parts = sorted(snap.domains.glob("part-*.parquet"))
+    parts[-1].unlink()
+    monkeypatch.setattr(manifests, "default_label", lambda: "2026-12-04")  # after midnight UTC
+    said: list[str] = []
+    resumed = scan([lst], out, options=options, on_error=said.append)
+    assert resumed["snapshot"] == "2026-12-03" and resumed["complete"]
+    assert resumed["started_at"] == first["started_at"]
+    assert store.list_snapshots(out) == ["2026-12-03"]
+    assert len(pd.read_parquet(out / "domains")) == 40
+    assert any("2026-12-03" in line for line in said), said
+    # Other lists: a snapshot of their own, today's.
+    other = write_list(tmp_path / "other.txt", NAMES[40:50])
+    assert scan([other], out, options=options)["snapshot"] == "2026-12-04"
+    # An unfinished snapshot of last quarter is not mixed into a new scan: it is named.
+    manifest = snap.read_manifest()
+    manifest["complete"], manifest["started_at"] = False, "2026-09-01T10:00:00+00:00"
+    snap.write_manifest(manifest)
+    monkeypatch.setattr(manifests, "default_label", lambda: "2026-12-05")
+    said.clear()
+    assert scan([lst], out, options=options, on_error=said.append)["snapshot"] == "2026-12-05"
+    assert any("--snapshot 2026-12-03" in line for line in said), said

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ __all__ = [
     "retry_errors",
     "scan",
 ]
+
+#: How long after its start an unfinished snapshot is continued by a scan of the same lists
+#: without --snapshot.
+CONTINUE_WITHIN = timedelta(days=7)
 
 #: Statuses that ``--retry-errors`` scans again.
 RETRY_STATUSES = ("servfail", "timeout", "error")
@@ -139,7 +144,7 @@ def scan(
     options = options or ScanOptions()
     on_error = on_error or (lambda msg: print(msg, file=sys.stderr))
     try:
-        label = store.check_label(snapshot or manifests.default_label())
+        label = store.check_label(snapshot) if snapshot else None
     except ValueError as exc:
         raise ScanError(str(exc)) from None
     paths = [Path(p) for p in lists]
@@ -149,6 +154,12 @@ def scan(
         out = store.location(out)
     except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
         raise ScanError(f"output folder {shown}: {exc}") from None
+    if label is None:
+        label = _unfinished(out, paths, on_error)
+        if label is not None:
+            on_error(f"continuing snapshot {label}, unfinished, of the same lists")
+        else:
+            label = manifests.default_label()
     if out.process_local and (options.cluster or options.workers > 1):
         raise ScanError(f"{shown} is seen by this process only: no --workers or --cluster with it")
     if not options.cluster:  # (a cluster's workers may ask resolvers of their own)
@@ -165,6 +176,46 @@ def scan(
             dask[0].close()
             if dask[1] is not None:
                 dask[1].close()
+
+
+def _unfinished(
+    out: store.Location, paths: list[Path], on_error: Callable[[str], None]
+) -> str | None:
+    """The label of the newest unfinished snapshot in ``out`` started with these same lists
+    within :data:`CONTINUE_WITHIN`.
+
+    The default label is the UTC date of the scan's start: run again after midnight, an
+    interrupted scan continues its own snapshot rather than starting one under today's date.
+    An older one is not mixed into a new scan: it is named, to be continued with --snapshot.
+    """
+    labels = store.list_snapshots(out)
+    if not labels:
+        return None
+    inputs = _inputs(paths)
+    found = []
+    for label in labels:
+        manifest = store.Snapshot(out, label).read_manifest()
+        if manifest and not manifest.get("complete") and manifest.get("inputs") == inputs:
+            found.append((manifest.get("started_at") or "", label))
+    if not found:
+        return None
+    started, label = max(found)
+    try:
+        age = datetime.now(UTC) - datetime.fromisoformat(started)
+    except (TypeError, ValueError):
+        age = None
+    if age is None or age > CONTINUE_WITHIN:
+        on_error(
+            f"snapshot {label} of the same lists is unfinished since {started or 'an unknown time'}: "
+            f"not continued after {CONTINUE_WITHIN.days} days (--snapshot {label} continues it)"
+        )
+        return None
+    return label
+
+
+def _inputs(paths: list[Path]) -> list[dict[str, str]]:
+    """The lists as a manifest names them: path as given, and SHA-256."""
+    return [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
 
 
 def _checked_scan(
@@ -207,7 +258,7 @@ def _scan(
     dask: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     store.recover_rescan(out, label)  # a swap that a crash cut short is finished first
-    inputs = [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
+    inputs = _inputs(paths)
     snap = store.Snapshot(out, label)  # where this scan writes: the snapshot, or its rescan
     previous = snap.read_manifest()
     restart = False  # a rescan begun with other lists is started over
