@@ -17,10 +17,14 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from . import report
 from .chartkit import (
@@ -135,6 +139,7 @@ def map_figure(
     norm = BoundaryNorm(np.arange(0, 100 + STEP, STEP), classes)
     with style(lang):
         fig, ax = new_figure(lang, footnote=True)
+        labels: list[tuple[float, Text]] = []  # (the prefecture's area, its n label)
         for code, points in enumerate(outlines(), 1):
             share, n = found.get(code, (None, 0))
             if share is None:
@@ -150,10 +155,12 @@ def map_figure(
             if share is not None and n < SMALL_N:
                 cx, cy = label_point(points)
                 dark = share >= 60
-                ax.text(
+                label = ax.text(
                     cx, cy, f"n={n}", ha="center", va="center", fontsize=9,
-                    color="white" if dark else "black",
+                    color="white" if dark else "black", zorder=4,
                 )  # fmt: skip
+                label.set_in_layout(False)
+                labels.append((_area(points), label))
         # The moved islands in boxes (longitude/latitude of japanmap's moved outlines).
         for code in (1, 47):
             pts = outlines()[code - 1]
@@ -187,7 +194,63 @@ def map_figure(
         footnote(fig, source if source is not None else _footnote_text(table, lang, text))
         title = text["title"].format(metric=report.metric_label(metric, lang), snapshot=snapshot)
         set_title(ax, title, denominator_text(metric, denominator, lang))
+        _place_labels(fig, ax, labels)
         return fig
+
+
+def _area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+#: Where a label that does not fit on its prefecture may go: steps of its own size around it.
+_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1))
+
+
+def _place_labels(fig: Figure, ax: Axes, labels: list[tuple[float, Text]]) -> None:
+    """Move the n labels that would overlap: the large prefectures' stay on them; a small one's
+    goes to the nearest free place around it, on a white ground, tied to it by a line.
+
+    Placed in the figure's final layout (the constrained layout is run first; the labels are
+    not in it, so moving them does not change it).
+    """
+    if not labels:
+        return
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    to_data = ax.transData.inverted()
+    placed: list[Bbox] = []
+    pad = 2.0  # pixels between two labels
+    for _, label in sorted(labels, key=lambda item: -item[0]):
+        box = label.get_window_extent(renderer).expanded(1, 1)
+        box = Bbox.from_extents(box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad)
+        if not any(box.overlaps(other) for other in placed):
+            placed.append(box)
+            continue
+        moved = None
+        for step in range(1, 12):
+            for dx, dy in _DIRECTIONS:
+                candidate = box.translated(dx * step * box.width / 2, dy * step * box.height / 2)
+                if frame.contains(candidate.x0, candidate.y0) and frame.contains(
+                    candidate.x1, candidate.y1
+                ) and not any(candidate.overlaps(other) for other in placed):
+                    moved = candidate
+                    break
+            if moved is not None:
+                break
+        if moved is None:  # (no free place near it: left where it is)
+            placed.append(box)
+            continue
+        placed.append(moved)
+        anchor = label.get_position()
+        x, y = to_data.transform(((moved.x0 + moved.x1) / 2, (moved.y0 + moved.y1) / 2))
+        label.set_position((x, y))
+        label.set_color("black")
+        label.set_bbox({"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
+        (line,) = ax.plot((anchor[0], x), (anchor[1], y), color="#555555", lw=0.6, zorder=3)
+        line.set_in_layout(False)
 
 
 def _footnote_text(table: pd.DataFrame, lang: str, text: Mapping[str, str]) -> str:

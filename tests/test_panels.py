@@ -200,6 +200,37 @@ def test_map_draws_a_prefecture_without_domains_as_no_data_not_zero() -> None:
     assert texts.count("n=10") == 46  # n written where small, not on the no-data prefecture
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_map_n_labels_do_not_overlap_where_prefectures_are_small(lang: str) -> None:
+    """With every prefecture under 30 domains each is labelled; around Kinki and Kanto the
+    prefectures are smaller than their labels. A label moved off its prefecture is tied to it
+    by a line, and every label stays on the figure."""
+    from mailauth_survey import maps
+
+    rows = [
+        {"prefecture": ja, "domains": 10 + code % 17, "has_mx": 10, "dmarc_valid": 1,
+         "dmarc_valid_pct": 2.0 * code, "dmarc_valid_mx_pct": 2.0 * code}
+        for code, ja, _ in PREFECTURES
+    ]  # fmt: skip
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = maps.map_figure(pd.DataFrame(rows), "2024Q2", "dmarc_valid", lang)
+    FigureCanvasAgg(fig).draw()  # (as saving does: the layout, then the labels' extents)
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in fig.axes[0].texts if t.get_text().startswith("n=")]
+    assert sorted(t.get_text() for t in labels) == sorted(f"n={r['domains']}" for r in rows)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    overlapping = [
+        (labels[i].get_text(), labels[j].get_text())
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
+    assert overlapping == []
+    figure_box = fig.bbox
+    assert all(figure_box.contains(b.x0, b.y0) and figure_box.contains(b.x1, b.y1) for b in boxes)
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [("東京都", 13), ("東京", 13), ("Tokyo", 13), ("tokyo", 13), ("JP-13", 13), ("北海道", 1),
