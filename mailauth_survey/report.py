@@ -1428,10 +1428,21 @@ def _pct(value: Any) -> str:
 
 
 def terminal_width() -> int:
-    """COLUMNS, else the terminal's width, else `DEFAULT_WIDTH` (a pipe or a file)."""
+    """COLUMNS, else the width of the terminal the table is read in: standard output's, or
+    standard error's when the output goes through a pipe (`report | less`); else
+    `DEFAULT_WIDTH` (a file, no terminal)."""
+    import os
     import shutil
+    import sys
 
-    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    columns = shutil.get_terminal_size((0, 0)).columns
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stderr__.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    return columns if columns > 0 else DEFAULT_WIDTH
 
 
 def group_keys(table: pd.DataFrame) -> list[str]:

@@ -256,3 +256,35 @@ def test_a_named_incomplete_snapshot_is_one_warning_line(tmp_path: Path, args: l
     assert out.exit_code == 0, out.output
     warned = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
     assert warned == ["warning: snapshot 2024Q2: incomplete: 1 of 3 domains"], out.stderr
+
+
+def test_table_piped_to_a_pager_fits_the_terminal_it_is_read_in(tmp_path: Path) -> None:
+    """`report | less` in an 80-column terminal: standard output is a pipe, standard error is the
+    terminal (a real pseudo-terminal here, 80 columns, no COLUMNS): the table fits 80 columns.
+    With no terminal at all it keeps the default width."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from rich.cells import cell_len
+
+    providers(tmp_path)
+    cmd = [sys.executable, "-m", "mailauth_survey.cli", "report", str(tmp_path), "--lang", "ja"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    leader, follower = pty.openpty()
+    try:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
+        piped = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=follower, env=env, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert piped.returncode == 0
+    widths = [cell_len(line) for line in piped.stdout.decode().splitlines()]
+    assert max(widths) <= 80, max(widths)
+    alone = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    widest = max(cell_len(line) for line in alone.stdout.decode().splitlines())
+    assert 80 < widest <= report.DEFAULT_WIDTH
