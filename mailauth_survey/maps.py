@@ -49,14 +49,14 @@ _TEXT = {
         "title": "{metric} by prefecture, {snapshot}",
         "no_data": "no data",
         "small": "n=: the domains a share is of, written where under {n}",
-        "total": "the 47 prefectures: {share} (n = {n:,})",
+        "total": "the prefectures together: {share}\n(95% CI {lo}–{hi}; n = {n:,})",
         "moved": "Hokkaido and Okinawa are moved (boxes)",
     },
     "ja": {
         "title": "都道府県別の{metric}（{snapshot}）",
         "no_data": "データなし",
         "small": "n=: 割合の母数（{n} 未満の県のみ表示）",
-        "total": "47 都道府県計: {share}（n = {n:,}）",
+        "total": "都道府県計: {share}\n（95% 信頼区間 {lo}〜{hi}、n = {n:,}）",
         "moved": "北海道と沖縄は位置を移動（枠内）",
     },
 }
@@ -113,7 +113,7 @@ def map_figure(
     """The choropleth of one metric from an adoption table grouped by a prefecture column
     (``by``; default the table's first grouping column). The footnote is ``source``, or what
     the map's marks mean and the methods block of the snapshot (``table.attrs["methods"]``).
-    ``pooled=False`` leaves out the 47 prefectures' pooled share (a figure the report engine
+    ``pooled=False`` leaves out the prefectures' pooled share (a figure the report engine
     does not give: the published page shows only the engine's figures)."""
     if by is None:
         by = next(c for c in table.columns if c != "snapshot")
@@ -188,8 +188,11 @@ def map_figure(
         counted = [(share, n) for share, n in found.values() if share is not None]
         den = sum(n for _, n in counted)
         if den and pooled:
-            num = sum(share * n / 100 for share, n in counted)
-            shown = text["total"].format(share=f"{100 * num / den:.1f}%", n=den)
+            num = round(sum(share * n / 100 for share, n in counted))
+            lo, hi = report.wilson(np.array([num]), np.array([den]))
+            shown = text["total"].format(
+                share=f"{100 * num / den:.1f}%", lo=f"{lo[0]:.1f}", hi=f"{hi[0]:.1f}", n=den
+            )
             ax.text(1.0, 0.0, shown, transform=ax.transAxes, ha="left", va="bottom", fontsize=14)
         footnote(fig, source if source is not None else _footnote_text(table, lang, text))
         title = text["title"].format(metric=report.metric_label(metric, lang), snapshot=snapshot)

@@ -201,6 +201,26 @@ def test_map_draws_a_prefecture_without_domains_as_no_data_not_zero() -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
+def test_map_pooled_share_carries_its_interval(lang: str) -> None:
+    """The prefectures together: the pooled share with its 95% Wilson interval and its n."""
+    import numpy as np
+
+    from mailauth_survey import maps, report
+
+    rows = [
+        {"prefecture": ja, "domains": 20, "has_mx": 20, "dmarc_valid": code % 20,
+         "dmarc_valid_pct": 5.0 * (code % 20), "dmarc_valid_mx_pct": 5.0 * (code % 20)}
+        for code, ja, _ in PREFECTURES if code <= 10
+    ]  # fmt: skip
+    fig = maps.map_figure(pd.DataFrame(rows), "2024Q2", "dmarc_valid", lang)
+    k = sum(r["dmarc_valid"] for r in rows)
+    lo, hi = report.wilson(np.array([k]), np.array([200]))
+    [pooled] = [t.get_text() for t in fig.axes[0].texts if "200" in t.get_text()]
+    assert f"{100 * k / 200:.1f}%" in pooled
+    assert f"{lo[0]:.1f}" in pooled and f"{hi[0]:.1f}" in pooled
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
 def test_map_n_labels_do_not_overlap_where_prefectures_are_small(lang: str) -> None:
     """With every prefecture under 30 domains each is labelled; around Kinki and Kanto the
     prefectures are smaller than their labels. A label moved off its prefecture is tied to it

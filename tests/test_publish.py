@@ -745,7 +745,7 @@ def test_page_map_draws_only_the_engines_figures(panel_sites: dict[str, Any]) ->
 
     results = panel_sites["results"]
     fig = charts.figure(results, "map", by="prefecture")
-    pooled = [t.get_text() for ax in fig.axes for t in ax.texts if "47" in t.get_text()]
+    pooled = [t.get_text() for ax in fig.axes for t in ax.texts if "n = " in t.get_text()]
     assert pooled  # the chart command draws it
     svg = (panel_sites["en"]["folder"] / f"{publish.MAP_FILE}.svg").read_text(encoding="utf-8")
     # Text is drawn as paths; matplotlib keeps each text's string in a comment.
