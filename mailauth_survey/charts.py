@@ -156,7 +156,7 @@ def _footnote_text(
     facts = table.attrs.get("methods") or {}
     labels = list(dict.fromkeys(table["snapshot"])) if "snapshot" in table.columns else []
     shown = [labels[-1]] if labels else []  # the newest: a trend's older methods are alike
-    notes += [report.methods_text(facts[s], lang) for s in shown if s in facts]
+    notes += [report.methods_text(facts[s], lang, brief=True) for s in shown if s in facts]
     return ("" if lang == "ja" else " ").join(notes)
 
 

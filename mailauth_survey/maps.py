@@ -262,5 +262,5 @@ def _footnote_text(table: pd.DataFrame, lang: str, text: Mapping[str, str]) -> s
     notes = [text["small"].format(n=SMALL_N) + end, text["moved"] + end]
     facts = table.attrs.get("methods") or {}
     labels = list(dict.fromkeys(table["snapshot"])) if "snapshot" in table.columns else []
-    notes += [report.methods_text(facts[s], lang) for s in labels[-1:] if s in facts]
+    notes += [report.methods_text(facts[s], lang, brief=True) for s in labels[-1:] if s in facts]
     return ("" if lang == "ja" else " ").join(notes)

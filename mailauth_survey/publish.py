@@ -125,6 +125,8 @@ TEXT: dict[str, dict[str, str]] = {
         "m_smtp_off": "no SMTP probes",
         "m_lists": "Input lists",
         "m_psl": "Public Suffix List",
+        "m_dkim": "DKIM selectors",
+        "m_dkim_value": "{names} ({n}; a lower bound: a key at another selector is not seen)",
         "m_software": "Software",
         "m_software_value": "mailauth-survey {scan} (scan), {now} (this page); snapshot schema {schema}",
         "m_shares": "Shares and intervals",
@@ -220,6 +222,8 @@ TEXT: dict[str, dict[str, str]] = {
         "m_smtp_off": "SMTP 調査は実施せず",
         "m_lists": "入力リスト",
         "m_psl": "公開接尾辞リスト",
+        "m_dkim": "DKIM セレクタ",
+        "m_dkim_value": "{names}（{n} 個。下限値: ほかのセレクタの鍵は数えていない）",
         "m_software": "ソフトウェア",
         "m_software_value": "mailauth-survey {scan}（調査）、{now}（このページ）。スナップショット形式 {schema}",
         "m_shares": "割合と信頼区間",
@@ -571,6 +575,11 @@ def _methods(facts: Mapping[str, Any], manifest: Mapping[str, Any], lang: str) -
             for i in facts.get("lists") or []
         ],
         "psl": facts.get("psl") or t["unknown"],
+        "dkim": (
+            t["m_dkim_value"].format(names=", ".join(sel), n=len(sel))
+            if (sel := facts.get("dkim_selectors"))
+            else None
+        ),
         "scan_version": facts.get("package_version") or t["unknown"],
         "schema": manifest.get("schema_version", t["unknown"]),
         "complete": facts.get("complete", True),

@@ -373,7 +373,8 @@ def methods(directory: str | Path | store.Location, snapshot: str | None = None)
     some answer, i.e. DNSSEC was validated; False when on none; read from the ``dnssec`` column),
     ``probes`` ({``mta_sts_policy``, ``probe_smtp``}: True/False, None when the manifest does
     not say), ``psl`` (Public Suffix List version), ``lists`` ([{``name``, ``sha256``}]),
-    ``package_version``. Missing facts are None.
+    ``dkim_selectors`` (the selectors where DKIM keys were looked for), ``package_version``.
+    Missing facts are None.
     """
     label = resolve_snapshot(directory, snapshot) if snapshot is None else snapshot
     manifest = _manifest(directory, label)
@@ -404,6 +405,7 @@ def methods(directory: str | Path | store.Location, snapshot: str | None = None)
             {"name": Path(str(i.get("path", ""))).name, "sha256": i.get("sha256")}
             for i in manifest.get("inputs") or []
         ],
+        "dkim_selectors": manifest.get("dkim_selectors"),
         "package_version": manifest.get("package_version"),
     }
 
@@ -1286,6 +1288,8 @@ TEXT: dict[str, dict[str, str]] = {
         "resolvers": "resolvers {r}", "validated": "DNSSEC validated: {v}",
         "probes": "probes: MTA-STS policy {policy}, SMTP STARTTLS {smtp}",
         "psl": "PSL {psl}", "list": "list {name} (SHA-256 {sha})",
+        "dkim": "DKIM keys looked for at {n} selectors ({names}): a lower bound",
+        "dkim_brief": "DKIM: {n} selectors probed (a lower bound)",
         "yes": "yes", "no": "no", "on": "on", "off": "off", "unknown": "unknown",
         "gained": "Gained", "lost": "Lost", "transitions": "transitions",
         "domains_note": "domains: {a} in {la}, {b} in {lb}, {both} in both",
@@ -1316,6 +1320,8 @@ TEXT: dict[str, dict[str, str]] = {
         "resolvers": "リゾルバ {r}", "validated": "DNSSEC 検証: {v}",
         "probes": "プローブ: MTA-STS ポリシー {policy}、SMTP STARTTLS {smtp}",
         "psl": "PSL {psl}", "list": "リスト {name}（SHA-256 {sha}）",
+        "dkim": "DKIM 鍵は {n} 個のセレクタ（{names}）で確認（下限値）",
+        "dkim_brief": "DKIM: {n} セレクタで確認（下限値）",
         "yes": "あり", "no": "なし", "on": "実施", "off": "未実施", "unknown": "不明",
         "gained": "新規採用", "lost": "採用終了", "transitions": "の遷移",
         "domains_note": "ドメイン数: {la} {a}件、{lb} {b}件、両方 {both}件",
@@ -1558,8 +1564,11 @@ def _footnotes(
     return notes
 
 
-def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
-    """The methods block of one snapshot, one paragraph: everything from the manifest."""
+def methods_text(facts: Mapping[str, Any], lang: str = "en", brief: bool = False) -> str:
+    """The methods block of one snapshot, one paragraph: everything from the manifest.
+
+    ``brief`` (a chart's footnote, three lines at most): the DKIM selectors counted, not named.
+    """
     t = TEXT[lang]
 
     def when(value: Any) -> str:
@@ -1600,6 +1609,10 @@ def methods_text(facts: Mapping[str, Any], lang: str = "en") -> str:
             policy=onoff(probes.get("mta_sts_policy")), smtp=onoff(probes.get("probe_smtp"))
         )
     )
+    selectors = facts.get("dkim_selectors")
+    if selectors:
+        key = "dkim_brief" if brief else "dkim"
+        parts.append(t[key].format(n=len(selectors), names=", ".join(selectors)))
     if facts.get("psl"):
         parts.append(t["psl"].format(psl=facts["psl"]))
     for item in facts.get("lists") or []:

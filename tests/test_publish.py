@@ -92,6 +92,7 @@ def write_snapshot(
             "finished_at": (start + dt.timedelta(hours=1, minutes=5)).isoformat(),
             "inputs": [{"path": f"/lists/jp-{label}.txt", "sha256": f"{q:x}" * 64}],
             "public_suffix_list": "publicsuffixlist 1.1.2.20261023",
+            "dkim_selectors": ["default", "selector1", "google"],
             "options": {
                 "resolvers": ["127.0.0.1:53"],
                 "mta_sts_policy": False,
@@ -506,6 +507,9 @@ def test_methods_section_from_the_manifest(rendered: dict[str, Any]) -> None:
         assert "2" * 64 in methods  # the 2024Q3 list's SHA-256, whole
         assert "jp-2024Q3.txt" in methods and "127.0.0.1:53" in methods
         assert "publicsuffixlist 1.1.2.20261023" in methods
+        # DKIM is a lower bound: the selectors probed are named (RFC 6376 3.6.2.1).
+        dkim = publish.TEXT[lang]["m_dkim_value"].format(names="default, selector1, google", n=3)
+        assert f"{publish.TEXT[lang]['m_dkim']}{dkim}" in methods  # (the term, then its value)
         assert ("2024年9月1日 02:00 UTC" if lang == "ja" else "2024-09-01 02:00 UTC") in methods
         for metric in publish.HEADLINE:
             assert publish.DEFINITIONS[lang][metric] in methods

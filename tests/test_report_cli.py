@@ -288,3 +288,23 @@ def test_table_piped_to_a_pager_fits_the_terminal_it_is_read_in(tmp_path: Path) 
     alone = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
     widest = max(cell_len(line) for line in alone.stdout.decode().splitlines())
     assert 80 < widest <= report.DEFAULT_WIDTH
+
+
+def test_methods_name_the_dkim_selectors_probed(tmp_path: Path) -> None:
+    """DKIM is a lower bound (RFC 6376 3.6.2.1: a key is found only at a selector one asks for):
+    the methods say which selectors the snapshot probed, from its manifest, in both languages;
+    a manifest that does not record them says nothing of them."""
+    selectors = ["default", "selector1", "google"]
+    write(tmp_path, "2024Q2", [row("g0.co.jp", "co", **mail("google.com"))],
+          **MANIFEST, dkim_selectors=selectors)  # fmt: skip
+    assert report.methods(tmp_path)["dkim_selectors"] == selectors
+    en = " ".join(cli("report", tmp_path).stdout.split())
+    assert "DKIM keys looked for at 3 selectors (default, selector1, google): a lower bound" in en
+    ja = " ".join(cli("report", tmp_path, "--lang", "ja").stdout.split())
+    assert "DKIM 鍵は 3 個のセレクタ（default, selector1, google）で確認（下限値）" in ja
+    brief = report.methods_text(report.methods(tmp_path), "en", brief=True)
+    assert "DKIM: 3 selectors probed (a lower bound)" in brief and "selector1" not in brief
+    old = tmp_path / "old"
+    write(old, "2024Q2", [row("g0.co.jp", "co", **mail("google.com"))], **MANIFEST)
+    assert report.methods(old)["dkim_selectors"] is None
+    assert "selectors" not in " ".join(cli("report", old).stdout.split())

@@ -235,6 +235,7 @@ def test_resume_without_snapshot_continues_the_unfinished_one_of_the_same_lists(
     before midnight and run again after it, with the same lists and no --snapshot, continues
     its snapshot rather than starting another one. A scan of other lists starts its own."""
     import mailauth_survey.collect.manifest as manifests
+    from mailauth_survey.policies.dkim import SELECTORS
 
     server = nsd_factory(_population())
     lst = write_list(tmp_path / "list.txt", NAMES[:40])
@@ -244,6 +245,7 @@ def test_resume_without_snapshot_continues_the_unfinished_one_of_the_same_lists(
     monkeypatch.setattr(manifests, "default_label", lambda: "2026-12-03")
     first = scan([lst], out, options=options)
     assert first["snapshot"] == "2026-12-03" and first["complete"]
+    assert first["dkim_selectors"] == list(SELECTORS)  # the methods name them
     # As if stopped before its end: a part missing, the manifest not complete.
     snap = store.Snapshot(out, "2026-12-03")
     manifest = snap.read_manifest()

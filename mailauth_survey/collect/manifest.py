@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import __version__, store
 from ..domains import psl_version
+from ..policies.dkim import SELECTORS
 from ..resolver import Stats
 from .options import ScanCounters, ScanOptions
 
@@ -40,6 +41,7 @@ def started(
         "finished_at": None,
         "inputs": inputs,
         "public_suffix_list": psl_version(),
+        "dkim_selectors": list(SELECTORS),  # where DKIM keys are looked for (a lower bound)
         "options": asdict(options),
         "buckets": buckets,
     }
